@@ -1,6 +1,69 @@
 //! Aligned, size-classed, thread-cached buffers for O_DIRECT I/O.
+//!
+//! [`BufferPool::alloc`] hands out [`Buffer`]s whose start is aligned to the
+//! pool's alignment (default 4096, any power of two from 512) and whose
+//! capacity is one of 16 power-of-two size classes, 4 KiB to 128 MiB.
+//! Requests above 128 MiB (up to [`PoolConfig::max_size`]) are allocated and
+//! freed directly. A `Buffer` derefs to `[u8]`, is `Send`, implements
+//! [`IoBuf`]/[`IoBufMut`] so it can be moved into an I/O operation, and goes
+//! back to the pool when dropped, on whatever thread that happens.
+//!
+//! # Tiers
+//!
+//! 1. **Thread cache** — each thread keeps, for *each* pool it uses, a small
+//!    free list per class. Allocation and free touch only that list: no lock
+//!    and no atomic read-modify-write on the fast path. A thread-local table
+//!    keyed by pool id finds the cache (most recently used pool first), so
+//!    any number of pools per thread are all accelerated.
+//! 2. **Shards** — a few mutex-protected free lists per class (about one
+//!    shard per two CPUs, at most 64). A cache that runs dry takes a batch
+//!    from its home shard (or steals from another); a cache over its
+//!    high-water mark gives a batch back.
+//! 3. **System allocator** — `std::alloc` with the pool's alignment, when
+//!    the shards are empty; a shard over its high-water mark frees there.
+//!
+//! The per-class high-water mark ([`PoolConfig::high_water`], default 64,
+//! lowered for big classes by [`PoolConfig::max_cached_bytes_per_class`])
+//! bounds what every cache and every shard keeps, so under churn memory goes
+//! back to the system instead of accumulating.
+//!
+//! # Lifetime
+//!
+//! Every buffer holds a reference to its pool's shared state, so a pool may
+//! be dropped while buffers are out: they stay valid and are freed to the
+//! system when dropped. Shards are emptied when the last [`BufferPool`]
+//! clone drops; thread caches of a dropped pool are released on that thread's
+//! next pool use (or [`release_dropped_pool_caches`]) or at thread exit.
+//!
+//! # Registered buffers
+//!
+//! [`FixedBuffers`] carves a set of pool buffers for `io_uring` buffer
+//! registration: it exposes the `iovec`s to register and hands out
+//! [`FixedBuffer`]s that know their registered buffer index and offset.
 #![warn(missing_docs)]
 
+mod buffer;
+mod cache;
+mod config;
+mod fixed;
 pub mod io_buf;
+mod pool;
+mod shared;
+mod stats;
+mod sync;
+mod tls;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod tests;
+
+pub use buffer::Buffer;
+pub use config::{
+    auto_shards, class_of, class_size, PoolConfig, PoolError, DEFAULT_ALIGNMENT,
+    DEFAULT_HIGH_WATER, MAX_CLASS_SIZE, MIN_ALIGNMENT, MIN_CLASS_SIZE, NUM_CLASSES,
+};
+pub use fixed::{FixedBuffer, FixedBuffers, MAX_REGIONS};
 pub use io_buf::{IoBuf, IoBufMut};
+pub use pool::{release_dropped_pool_caches, BufferPool};
+pub use stats::{ClassStats, PoolStats};

@@ -1,0 +1,229 @@
+//! [`Buffer`]: an owned, aligned buffer that returns to its pool on drop.
+
+use std::fmt;
+use std::ops::{Deref, DerefMut};
+use std::ptr::NonNull;
+
+use crate::cache::free_without_cache;
+use crate::config::{PoolError, NUM_CLASSES};
+use crate::io_buf::{IoBuf, IoBufMut};
+use crate::shared::{Block, Shared};
+use crate::sync::Arc;
+use crate::tls;
+
+/// An owned, aligned buffer from a [`BufferPool`](crate::BufferPool).
+///
+/// Dereferences to its first [`len`](Self::len) bytes. The memory behind it
+/// is [`capacity`](Self::capacity) bytes, aligned to
+/// [`alignment`](Self::alignment), and always fully initialized: it is zeroed
+/// when first obtained from the system and keeps whatever a previous user
+/// wrote when recycled (use [`BufferPool::alloc_zeroed`](crate::BufferPool::alloc_zeroed)
+/// when that matters).
+///
+/// Dropping the buffer gives its memory back to the pool (to the dropping
+/// thread's cache), from any thread. If the pool has been dropped meanwhile,
+/// the memory goes straight back to the system.
+pub struct Buffer {
+    ptr: NonNull<u8>,
+    len: usize,
+    cap: usize,
+    /// Size class, or `NUM_CLASSES` for a large (direct) buffer.
+    class: u8,
+    shared: Arc<Shared>,
+}
+
+// SAFETY: a Buffer uniquely owns its memory (like a Box<[u8]>); the pool
+// state it points to is Send + Sync.
+unsafe impl Send for Buffer {}
+// SAFETY: `&Buffer` only gives shared access to initialized bytes.
+unsafe impl Sync for Buffer {}
+
+impl Buffer {
+    pub(crate) fn from_block(
+        block: Block,
+        len: usize,
+        cap: usize,
+        class: usize,
+        shared: &Arc<Shared>,
+    ) -> Self {
+        Buffer {
+            ptr: block.0,
+            len,
+            cap,
+            class: class as u8,
+            shared: Arc::clone(shared),
+        }
+    }
+
+    /// Length in bytes: what `Deref` exposes, what a write sends and what a
+    /// read fills.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when [`len`](Self::len) is zero (possible after `set_len(0)`).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of memory behind the buffer (the size class, or the request
+    /// rounded up to the alignment for large buffers). `len() <= capacity()`.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.cap
+    }
+
+    /// Alignment of the start address.
+    #[inline]
+    pub fn alignment(&self) -> usize {
+        self.shared.alignment
+    }
+
+    /// Pointer to the first byte.
+    #[inline]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Mutable pointer to the first byte.
+    #[inline]
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The first `len()` bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `cap >= len` initialized bytes owned by
+        // `self` (blocks are zeroed at birth).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The first `len()` bytes, mutably.
+    #[inline]
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+
+    /// The whole capacity, mutably.
+    pub fn spare_capacity(&mut self) -> &mut [u8] {
+        // SAFETY: the block is `cap` initialized bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }
+    }
+
+    /// Sets the length to any value up to the capacity (every byte of the
+    /// capacity is initialized, so this is safe).
+    pub fn set_len(&mut self, len: usize) -> Result<(), PoolError> {
+        if len > self.cap {
+            return Err(PoolError::TooLarge {
+                requested: len,
+                max: self.cap,
+            });
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Shortens the buffer to `len` bytes; no-op if already shorter.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Whether this buffer came from a size class (recycled on drop) rather
+    /// than directly from the system.
+    pub fn is_pooled(&self) -> bool {
+        (self.class as usize) < NUM_CLASSES
+    }
+}
+
+impl Drop for Buffer {
+    fn drop(&mut self) {
+        let class = self.class as usize;
+        let shared = &self.shared;
+        let ptr = self.ptr;
+        if class >= NUM_CLASSES {
+            shared.free_large(Block(ptr), self.cap);
+            return;
+        }
+        if shared.is_closed() {
+            // The pool is gone: release this thread's cache of it too.
+            tls::forget(shared.id);
+        } else if shared.cfg.thread_cache
+            && tls::with_cache(shared, |c| c.free(class, Block(ptr))).is_some()
+        {
+            return;
+        }
+        // No cache reachable (thread exiting), caching disabled, or closed.
+        free_without_cache(shared, class, Block(ptr));
+    }
+}
+
+impl Deref for Buffer {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl DerefMut for Buffer {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
+impl AsRef<[u8]> for Buffer {
+    fn as_ref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl AsMut<[u8]> for Buffer {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.as_mut_slice()
+    }
+}
+
+impl fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Buffer")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("capacity", &self.cap)
+            .field("alignment", &self.shared.alignment)
+            .finish()
+    }
+}
+
+// SAFETY: the memory is a heap block owned by the Buffer, so the pointer does
+// not move with the value; it is valid for `len <= cap` initialized bytes.
+unsafe impl IoBuf for Buffer {
+    #[inline]
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+    #[inline]
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+    #[inline]
+    fn bytes_total(&self) -> usize {
+        self.len
+    }
+}
+
+// SAFETY: same pointer as `stable_ptr`, writable for `len` bytes; `&mut self`
+// guarantees uniqueness.
+unsafe impl IoBufMut for Buffer {
+    #[inline]
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {
+        // Every byte of a pool buffer is always initialized.
+    }
+}

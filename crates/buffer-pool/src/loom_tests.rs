@@ -1,0 +1,1 @@
+//! loom models of the pool's concurrent parts (run with `--cfg loom`).
