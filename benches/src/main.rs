@@ -1,5 +1,199 @@
-//! `auraio-bench`: the fio-style workload runner (not built yet).
+//! `auraio-bench`: fio-style workload runner. `auraio-bench --help` lists the options.
 
-fn main() {
-    println!("auraio-bench: not built yet (see the main-job issue)");
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use auraio_bench::cli::{fmt_bytes, Args};
+use auraio_bench::driver::{Driver, DriverReport, LiveStats};
+use auraio_bench::fio;
+use auraio_bench::paths;
+use auraio_bench::plot;
+use auraio_bench::prep::{self, Prepared};
+use auraio_bench::runner;
+use auraio_bench::summary::RunResult;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match real_main(&args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("auraio-bench: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
+    if let Err(msg) = args.validate() {
+        anyhow::bail!("{msg}");
+    }
+    let fio_path = if args.vs_fio {
+        match fio::find_fio() {
+            Some(p) => Some(p),
+            None => {
+                eprintln!("{}", fio::NOT_FOUND);
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    } else {
+        None
+    };
+    let file = args.file.clone().unwrap_or_else(paths::default_test_file);
+    let record = args.record.clone().unwrap_or_else(paths::default_trace);
+    let plot_path = args.plot.clone().unwrap_or_else(paths::default_plot);
+
+    if args.rw.uses_file() {
+        let quiet = args.quiet;
+        let prepared = prep::prepare_file(&file, args.size, &mut |line| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        })
+        .with_context(|| format!("preparing test file {}", file.display()))?;
+        if !quiet && prepared == Prepared::Reused {
+            eprintln!(
+                "reusing test file {} ({} of data)",
+                file.display(),
+                fmt_bytes(args.size)
+            );
+        }
+    }
+
+    let mut driver = NotAvailable;
+    let base = RunResult {
+        controller: args.controller.to_string(),
+        rw: Some(args.rw),
+        bs: args.bs,
+        direct: args.direct(),
+        threads: args.threads,
+        file: args.rw.uses_file().then(|| file.clone()),
+        ..Default::default()
+    };
+    if !args.quiet {
+        eprintln!(
+            "running {} {} {} for {:.1} s, controller {}, {} thread(s) ...",
+            args.rw.as_str(),
+            fmt_bytes(args.bs),
+            if args.direct() {
+                "O_DIRECT"
+            } else {
+                "buffered"
+            },
+            args.runtime.as_secs_f64(),
+            args.controller,
+            args.threads
+        );
+    }
+    let _ = &record;
+    let result = match runner::run(&mut driver, args.runtime, !args.quiet, base) {
+        Ok(r) => r,
+        Err(e) if e.is::<EngineMissing>() => {
+            println!("auraio-bench: engine not available yet: the auraio engine crate is still a stub, so there is nothing to run. The runner, file preparation, fio comparison and plots are ready.");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Err(e) => return Err(e),
+    };
+    println!("{}", result.render());
+    finish_outputs(args, &result, &plot_path)?;
+
+    if let Some(fio_bin) = fio_path {
+        return vs_fio(args, &fio_bin, &file, &result);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::Result<()> {
+    if let Some(json) = &args.json {
+        if let Some(dir) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(json, result.to_json() + "\n")
+            .with_context(|| format!("writing {}", json.display()))?;
+        println!("json:  {}", json.display());
+    }
+    let title = format!(
+        "auraio {} {} {} - controller {}",
+        result.rw.map_or("", |m| m.as_str()),
+        fmt_bytes(result.bs),
+        if result.direct {
+            "O_DIRECT"
+        } else {
+            "buffered"
+        },
+        result.controller
+    );
+    match plot::write_plot(plot_path, &title, &result.timeline) {
+        Ok(warning) => {
+            if let Some(w) = warning {
+                eprintln!("warning: {w}");
+            }
+            println!("plot:  {}", plot_path.display());
+        }
+        // A missing plot must not lose the measurement.
+        Err(e) => eprintln!(
+            "warning: could not write plot {}: {e:#}",
+            plot_path.display()
+        ),
+    }
+    Ok(())
+}
+
+fn vs_fio(
+    args: &Args,
+    fio_bin: &Path,
+    file: &Path,
+    result: &RunResult,
+) -> anyhow::Result<ExitCode> {
+    let runtime = args.fio_runtime.unwrap_or(args.runtime);
+    let mut runs = Vec::new();
+    for &depth in &args.fio_depths.0 {
+        if !args.quiet {
+            eprintln!(
+                "running fio at iodepth={depth} for {:.0} s ...",
+                runtime.as_secs_f64()
+            );
+        }
+        let job = fio::FioJob {
+            file,
+            rw: args.rw,
+            bs: args.bs,
+            direct: args.direct(),
+            size: args.size,
+            iodepth: depth,
+            runtime,
+            threads: args.threads,
+        };
+        runs.push(fio::run_fio(fio_bin, &fio::fio_args(&job), depth)?);
+    }
+    println!("{}", fio::render_table(result, &runs));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug)]
+struct EngineMissing;
+
+impl std::fmt::Display for EngineMissing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "engine not available yet")
+    }
+}
+
+impl std::error::Error for EngineMissing {}
+
+/// Placeholder until the engine lands.
+struct NotAvailable;
+
+impl Driver for NotAvailable {
+    fn start(&mut self) -> anyhow::Result<()> {
+        Err(EngineMissing.into())
+    }
+    fn live(&mut self) -> LiveStats {
+        LiveStats::default()
+    }
+    fn stop(&mut self) -> anyhow::Result<DriverReport> {
+        Err(EngineMissing.into())
+    }
 }

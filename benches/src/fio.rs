@@ -1,0 +1,424 @@
+//! `--vs-fio`: run fio's io_uring engine on the same file at several iodepths,
+//! parse its JSON and compare side by side.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::cli::RwMode;
+use crate::summary::{fmt_count, fmt_ns, LatencyStats, RunResult};
+
+/// What to tell a user who asked for `--vs-fio` without fio installed.
+pub const NOT_FOUND: &str = "fio not found: install it with  apt-get install fio";
+
+/// One fio run's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FioResult {
+    /// The iodepth it ran at.
+    pub iodepth: u32,
+    /// IOPS (read + write).
+    pub iops: f64,
+    /// Bytes per second (read + write).
+    pub bw_bytes: f64,
+    /// Completion latency (fio's `clat_ns`).
+    pub clat: LatencyStats,
+}
+
+/// fio's executable on `PATH`, if any.
+pub fn find_fio() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("fio"))
+        .find(|p| p.is_file())
+}
+
+/// One fio job: the same workload as auraio's run, at one iodepth.
+#[derive(Clone, Debug)]
+pub struct FioJob<'a> {
+    /// Test file.
+    pub file: &'a Path,
+    /// Pattern.
+    pub rw: RwMode,
+    /// Block size.
+    pub bs: u64,
+    /// O_DIRECT.
+    pub direct: bool,
+    /// Region size.
+    pub size: u64,
+    /// Queue depth.
+    pub iodepth: u32,
+    /// Runtime.
+    pub runtime: Duration,
+    /// fio jobs (threads).
+    pub threads: u32,
+}
+
+/// The fio command line for one job (without the executable).
+pub fn fio_args(job: &FioJob<'_>) -> Vec<String> {
+    let FioJob {
+        file,
+        rw,
+        bs,
+        direct,
+        size,
+        iodepth,
+        runtime,
+        threads,
+    } = *job;
+    vec![
+        "--name=auraio-vs-fio".into(),
+        format!("--filename={}", file.display()),
+        "--ioengine=io_uring".into(),
+        format!("--direct={}", u8::from(direct)),
+        format!("--rw={}", rw.as_str()),
+        format!("--bs={bs}"),
+        format!("--size={size}"),
+        format!("--iodepth={iodepth}"),
+        format!("--numjobs={threads}"),
+        "--group_reporting".into(),
+        "--time_based".into(),
+        format!("--runtime={}ms", runtime.as_millis().max(1)),
+        "--output-format=json".into(),
+    ]
+}
+
+/// Runs fio once and parses its result.
+pub fn run_fio(fio: &Path, args: &[String], iodepth: u32) -> anyhow::Result<FioResult> {
+    let out = Command::new(fio)
+        .args(args)
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", fio.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        anyhow::bail!(
+            "fio failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            stdout.trim()
+        );
+    }
+    parse_fio_json(&stdout, iodepth)
+}
+
+/// Parses fio's `--output-format=json` text (anything before the first line
+/// starting with `{`, such as warnings, is skipped). Sums IOPS and bandwidth
+/// over jobs and directions; latency comes from the direction with more I/Os.
+pub fn parse_fio_json(text: &str, iodepth: u32) -> anyhow::Result<FioResult> {
+    let start = text
+        .find("\n{")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with('{').then_some(0))
+        .ok_or_else(|| anyhow::anyhow!("no JSON object in fio's output"))?;
+    let v: Value = serde_json::from_str(&text[start..])
+        .map_err(|e| anyhow::anyhow!("fio's JSON does not parse: {e}"))?;
+    let jobs = v
+        .get("jobs")
+        .and_then(Value::as_array)
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("fio's JSON has no jobs"))?;
+    let mut iops = 0.0;
+    let mut bw = 0.0;
+    let mut best: Option<(u64, &Value)> = None;
+    for job in jobs {
+        for dir in ["read", "write"] {
+            let Some(d) = job.get(dir) else { continue };
+            iops += num(d, "iops");
+            bw += num(d, "bw_bytes");
+            let ios = d.get("total_ios").and_then(Value::as_u64).unwrap_or(0);
+            if ios > 0 && best.is_none_or(|(n, _)| ios > n) {
+                best = Some((ios, d));
+            }
+        }
+    }
+    let clat = match best.and_then(|(_, d)| d.get("clat_ns")) {
+        Some(c) => parse_clat(c)?,
+        None => LatencyStats::default(),
+    };
+    Ok(FioResult {
+        iodepth,
+        iops,
+        bw_bytes: bw,
+        clat,
+    })
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+fn parse_clat(c: &Value) -> anyhow::Result<LatencyStats> {
+    let pct = c
+        .get("percentile")
+        .and_then(Value::as_object)
+        .ok_or_else(|| anyhow::anyhow!("fio's clat_ns has no percentiles"))?;
+    let at = |q: f64| -> anyhow::Result<u64> {
+        pct.iter()
+            .find(|(k, _)| k.parse::<f64>().is_ok_and(|x| (x - q).abs() < 1e-6))
+            .and_then(|(_, v)| v.as_u64())
+            .ok_or_else(|| anyhow::anyhow!("fio's clat_ns lacks the {q} percentile"))
+    };
+    Ok(LatencyStats {
+        samples: c.get("N").and_then(Value::as_u64).unwrap_or(0),
+        min: c.get("min").and_then(Value::as_u64).unwrap_or(0),
+        mean: num(c, "mean"),
+        p50: at(50.0)?,
+        p99: at(99.0)?,
+        p999: at(99.9)?,
+        max: c.get("max").and_then(Value::as_u64).unwrap_or(0),
+    })
+}
+
+/// auraio against fio's best depth.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Comparison {
+    /// Index of fio's best-IOPS run.
+    pub best: usize,
+    /// auraio IOPS / fio's best IOPS.
+    pub iops_ratio: f64,
+    /// auraio P99 / fio's P99 at its best depth.
+    pub p99_ratio: f64,
+}
+
+impl Comparison {
+    /// The issue's target: ≥ 97 % of fio's best IOPS with a P99 no worse.
+    pub fn meets_target(&self) -> bool {
+        self.iops_ratio >= 0.97 && self.p99_ratio <= 1.0
+    }
+}
+
+/// Compares auraio's run with fio's runs; `None` when fio gave nothing.
+pub fn compare(auraio: &RunResult, fio: &[FioResult]) -> Option<Comparison> {
+    let (best, b) = fio
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.iops.total_cmp(&b.1.iops))?;
+    Some(Comparison {
+        best,
+        iops_ratio: if b.iops > 0.0 {
+            auraio.iops() / b.iops
+        } else {
+            0.0
+        },
+        p99_ratio: if b.clat.p99 > 0 {
+            auraio.latency.p99 as f64 / b.clat.p99 as f64
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The side-by-side table.
+pub fn render_table(auraio: &RunResult, fio: &[FioResult]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "", "IOPS", "MiB/s", "avg", "p50", "p99", "p99.9"
+    );
+    let cmp = compare(auraio, fio);
+    for (i, f) in fio.iter().enumerate() {
+        let mark = if cmp.as_ref().is_some_and(|c| c.best == i) {
+            " *"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "{:<28} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
+            format!("fio io_uring iodepth={}{mark}", f.iodepth),
+            fmt_count(f.iops),
+            f.bw_bytes / (1 << 20) as f64,
+            fmt_ns(f.clat.mean.round() as u64),
+            fmt_ns(f.clat.p50),
+            fmt_ns(f.clat.p99),
+            fmt_ns(f.clat.p999)
+        );
+    }
+    let _ = writeln!(
+        o,
+        "{:<28} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
+        format!(
+            "auraio {} (limit {})",
+            auraio.controller, auraio.final_limit
+        ),
+        fmt_count(auraio.iops()),
+        auraio.bw_bytes() / (1 << 20) as f64,
+        fmt_ns(auraio.latency.mean.round() as u64),
+        fmt_ns(auraio.latency.p50),
+        fmt_ns(auraio.latency.p99),
+        fmt_ns(auraio.latency.p999)
+    );
+    match cmp {
+        Some(c) => {
+            let _ = writeln!(
+                o,
+                "auraio vs fio's best (iodepth={}, *): IOPS {:.1} % (target >= 97 %), P99 {:.2}x fio's (target <= 1.00x): {}",
+                fio[c.best].iodepth,
+                c.iops_ratio * 100.0,
+                c.p99_ratio,
+                if c.meets_target() { "target met" } else { "target NOT met" }
+            );
+        }
+        None => {
+            let _ = writeln!(o, "no fio result to compare with");
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-written in the shape fio 3.x prints with `--output-format=json`
+    /// (trimmed: fio prints many more fields), preceded by a warning line.
+    const FIXTURE: &str = r#"fio: note: both iodepth >= 1 and synchronous I/O engine are selected
+{
+  "fio version" : "fio-3.33",
+  "timestamp" : 1700000000,
+  "time" : "Tue Nov 24 07:00:00 2026",
+  "global options" : {},
+  "jobs" : [
+    {
+      "jobname" : "auraio-vs-fio",
+      "groupid" : 0,
+      "error" : 0,
+      "job options" : { "iodepth" : "64", "rw" : "randread", "bs" : "4096" },
+      "read" : {
+        "io_bytes" : 5284823040,
+        "io_kbytes" : 5160960,
+        "bw_bytes" : 528429056,
+        "bw" : 516044,
+        "iops" : 129011.5,
+        "runtime" : 10001,
+        "total_ios" : 1290240,
+        "short_ios" : 0,
+        "drop_ios" : 0,
+        "slat_ns" : { "min" : 1000, "max" : 90000, "mean" : 2100.5, "stddev" : 800.1, "N" : 1290240 },
+        "clat_ns" : {
+          "min" : 60500,
+          "max" : 9100000,
+          "mean" : 494500.25,
+          "stddev" : 210000.0,
+          "N" : 1290240,
+          "percentile" : {
+            "1.000000" : 150528,
+            "50.000000" : 460800,
+            "90.000000" : 700416,
+            "99.000000" : 1011712,
+            "99.900000" : 1990656,
+            "99.990000" : 5537792
+          }
+        },
+        "lat_ns" : { "min" : 62000, "max" : 9120000, "mean" : 496700.0, "stddev" : 210100.0, "N" : 1290240 }
+      },
+      "write" : {
+        "io_bytes" : 0, "bw_bytes" : 0, "iops" : 0.0, "runtime" : 0, "total_ios" : 0,
+        "clat_ns" : { "min" : 0, "max" : 0, "mean" : 0.0, "stddev" : 0.0, "N" : 0 }
+      }
+    }
+  ]
+}
+"#;
+
+    #[test]
+    fn parses_fio_json() {
+        let r = parse_fio_json(FIXTURE, 64).unwrap();
+        assert_eq!(r.iodepth, 64);
+        assert_eq!(r.iops, 129011.5);
+        assert_eq!(r.bw_bytes, 528429056.0);
+        assert_eq!(r.clat.p50, 460800);
+        assert_eq!(r.clat.p99, 1011712);
+        assert_eq!(r.clat.p999, 1990656);
+        assert_eq!(r.clat.min, 60500);
+        assert_eq!(r.clat.max, 9100000);
+        assert_eq!(r.clat.samples, 1290240);
+        assert_eq!(r.clat.mean, 494500.25);
+        // Without the warning line too.
+        let bare = &FIXTURE[FIXTURE.find('{').unwrap()..];
+        assert_eq!(parse_fio_json(bare, 64).unwrap(), r);
+    }
+
+    #[test]
+    fn bad_fio_output_is_an_error() {
+        assert!(parse_fio_json("fio: something broke", 1).is_err());
+        assert!(parse_fio_json("{\"jobs\": []}", 1).is_err());
+        assert!(parse_fio_json("{ not json", 1).is_err());
+        let no_pct =
+            r#"{"jobs":[{"read":{"iops":5,"bw_bytes":10,"total_ios":5,"clat_ns":{"N":5}}}]}"#;
+        assert!(parse_fio_json(no_pct, 1).is_err());
+    }
+
+    fn fio_at(iodepth: u32, iops: f64, p99: u64) -> FioResult {
+        FioResult {
+            iodepth,
+            iops,
+            bw_bytes: iops * 4096.0,
+            clat: LatencyStats {
+                p99,
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn compares_against_the_best_depth() {
+        let fio = [
+            fio_at(16, 90_000.0, 400_000),
+            fio_at(64, 129_000.0, 1_000_000),
+            fio_at(128, 128_000.0, 3_800_000),
+        ];
+        let mut a = RunResult {
+            controller: "aimd".into(),
+            elapsed: Duration::from_secs(1),
+            ops: 126_000,
+            bytes: 126_000 * 4096,
+            ..Default::default()
+        };
+        a.latency.p99 = 950_000;
+        let c = compare(&a, &fio).unwrap();
+        assert_eq!(c.best, 1);
+        assert!((c.iops_ratio - 126.0 / 129.0).abs() < 1e-9);
+        assert!((c.p99_ratio - 0.95).abs() < 1e-9);
+        assert!(c.meets_target());
+        let t = render_table(&a, &fio);
+        assert!(t.contains("iodepth=64 *"), "{t}");
+        assert!(t.contains("97.7 %"), "{t}");
+        assert!(t.contains("target met"), "{t}");
+
+        a.latency.p99 = 1_500_000;
+        assert!(!compare(&a, &fio).unwrap().meets_target());
+        assert!(compare(&a, &[]).is_none());
+        assert!(render_table(&a, &[]).contains("no fio result"));
+    }
+
+    #[test]
+    fn command_line_matches_the_issue() {
+        let args = fio_args(&FioJob {
+            file: Path::new("/tmp/f"),
+            rw: RwMode::RandRead,
+            bs: 4096,
+            direct: true,
+            size: 1 << 30,
+            iodepth: 32,
+            runtime: Duration::from_secs(10),
+            threads: 1,
+        });
+        for want in [
+            "--ioengine=io_uring",
+            "--direct=1",
+            "--rw=randread",
+            "--bs=4096",
+            "--time_based",
+            "--runtime=10000ms",
+            "--output-format=json",
+            "--iodepth=32",
+            "--filename=/tmp/f",
+        ] {
+            assert!(args.iter().any(|a| a == want), "missing {want}: {args:?}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Test file preparation: real (non-sparse) pseudo-random data, reused when
+//! already present, large enough and fully allocated.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+use std::time::Instant;
+
+/// What [`prepare_file`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prepared {
+    /// An existing file of at least the size, fully allocated, was kept.
+    Reused,
+    /// The file was (re)written with `bytes` of data.
+    Created {
+        /// Bytes written.
+        bytes: u64,
+    },
+    /// The path is a block device: used as it is, never written here.
+    BlockDevice,
+}
+
+/// Bytes written per `write` call while creating the file.
+const CHUNK: usize = 8 << 20;
+
+/// True when `path` is a regular file of at least `size` bytes whose first
+/// `size` bytes are allocated on disk (not sparse).
+pub fn is_ready(path: &Path, size: u64) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) => m.is_file() && m.len() >= size && m.blocks().saturating_mul(512) >= size,
+        Err(_) => false,
+    }
+}
+
+/// Makes sure `path` holds at least `size` bytes of real data.
+///
+/// Existing regular files that are large enough and not sparse are reused
+/// untouched. Otherwise the file is written from the start with large
+/// buffered writes of pseudo-random data (so nothing compresses or
+/// deduplicates to nothing) and fsynced. `log` receives one line per step.
+pub fn prepare_file(path: &Path, size: u64, log: &mut dyn FnMut(&str)) -> io::Result<Prepared> {
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.file_type().is_block_device() {
+            return Ok(Prepared::BlockDevice);
+        }
+        if !m.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} exists and is not a regular file", path.display()),
+            ));
+        }
+        if is_ready(path, size) {
+            return Ok(Prepared::Reused);
+        }
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create {}: {e}", dir.display()))
+        })?;
+    }
+    log(&format!(
+        "creating test file {} ({} of pseudo-random data, not sparse) ...",
+        path.display(),
+        crate::cli::fmt_bytes(size)
+    ));
+    let start = Instant::now();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    write_random(&mut f, size, 0x9e37_79b9_7f4a_7c15)?;
+    log("  fsync ...");
+    f.sync_all()?;
+    let secs = start.elapsed().as_secs_f64().max(1e-9);
+    log(&format!(
+        "  done in {secs:.1} s ({:.0} MiB/s)",
+        size as f64 / (1 << 20) as f64 / secs
+    ));
+    Ok(Prepared::Created { bytes: size })
+}
+
+fn write_random(f: &mut File, size: u64, seed: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut state = seed | 1;
+    let mut left = size;
+    while left > 0 {
+        // xorshift64*: fast and non-repeating over the file.
+        for word in buf.chunks_exact_mut(8) {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            word.copy_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        let n = left.min(CHUNK as u64) as usize;
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_real_data_of_the_right_size_and_reuses_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("testfile");
+        let size = 3 * (1 << 20) + 4096;
+        let mut lines = Vec::new();
+        let r = prepare_file(&path, size, &mut |l| lines.push(l.to_string())).unwrap();
+        assert_eq!(r, Prepared::Created { bytes: size });
+        assert!(!lines.is_empty());
+        let m = std::fs::metadata(&path).unwrap();
+        assert_eq!(m.len(), size);
+        assert!(m.blocks() * 512 >= size, "sparse: {} blocks", m.blocks());
+        let data = std::fs::read(&path).unwrap();
+        let zeros = data.iter().filter(|&&b| b == 0).count();
+        assert!(zeros < data.len() / 100, "{zeros} zero bytes");
+        // Not one repeated chunk either.
+        assert_ne!(&data[..4096], &data[1 << 20..(1 << 20) + 4096]);
+
+        let mtime = m.modified().unwrap();
+        let r = prepare_file(&path, size, &mut |_| {}).unwrap();
+        assert_eq!(r, Prepared::Reused);
+        // Smaller requests reuse the larger file too.
+        assert_eq!(
+            prepare_file(&path, 4096, &mut |_| {}).unwrap(),
+            Prepared::Reused
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+    }
+
+    #[test]
+    fn sparse_or_short_files_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let size = 1 << 20;
+        let f = File::create(&path).unwrap();
+        f.set_len(size).unwrap(); // a hole: right length, no blocks
+        drop(f);
+        assert!(!is_ready(&path, size));
+        let r = prepare_file(&path, size, &mut |_| {}).unwrap();
+        assert_eq!(r, Prepared::Created { bytes: size });
+        assert!(is_ready(&path, size));
+
+        // Too short: rewritten and extended.
+        let r = prepare_file(&path, 2 * size, &mut |_| {}).unwrap();
+        assert_eq!(r, Prepared::Created { bytes: 2 * size });
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * size);
+    }
+
+    #[test]
+    fn a_directory_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = prepare_file(dir.path(), 4096, &mut |_| {}).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("not a regular file"));
+    }
+}

@@ -1,0 +1,200 @@
+//! Runs a [`Driver`] for the configured time with a live progress line and
+//! turns what it reports into a [`RunResult`].
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::converge::converge_time;
+use crate::driver::{Driver, LiveStats};
+use crate::summary::{fmt_count, fmt_ns, RunResult, TimelinePoint};
+
+/// How often the progress line and the runner's own timeline are updated.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Runs `driver` for `runtime`. `progress` shows the live line on stderr.
+/// `result` carries the workload's description (controller, rw, bs, ...);
+/// the measured fields are filled in.
+pub fn run(
+    driver: &mut dyn Driver,
+    runtime: Duration,
+    progress: bool,
+    mut result: RunResult,
+) -> anyhow::Result<RunResult> {
+    let bar = if progress {
+        let bar = ProgressBar::with_draw_target(
+            Some(runtime.as_millis() as u64),
+            ProgressDrawTarget::stderr_with_hz(8),
+        );
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:25}] {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    driver.start()?;
+    let start = Instant::now();
+    let mut last = LiveStats::default();
+    let mut last_t = Duration::ZERO;
+    let mut timeline = Vec::new();
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= runtime {
+            break;
+        }
+        std::thread::sleep(TICK.min(runtime - elapsed));
+        let t = start.elapsed();
+        let now = driver.live();
+        let dt = (t - last_t).as_secs_f64().max(1e-9);
+        let iops = now.ops.saturating_sub(last.ops) as f64 / dt;
+        let bw = now.bytes.saturating_sub(last.bytes) as f64 / dt;
+        timeline.push(TimelinePoint {
+            t,
+            iops,
+            limit: now.limit,
+            p99_ns: now.p99_ns,
+        });
+        bar.set_position(t.as_millis().min(runtime.as_millis()) as u64);
+        bar.set_message(format!(
+            "IOPS {:>7}  {:>8.1} MiB/s  limit {:>4}  batch {:>3}  P99 {:>8}  errors {}",
+            fmt_count(iops),
+            bw / (1 << 20) as f64,
+            now.limit,
+            now.batch,
+            fmt_ns(now.p99_ns),
+            now.errors
+        ));
+        last = now;
+        last_t = t;
+    }
+    bar.set_message("stopping ...");
+    let report = driver.stop();
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
+    let report = report?;
+    result.elapsed = elapsed;
+    result.ops = report.ops;
+    result.bytes = report.bytes;
+    result.errors = report.errors;
+    result.rings = report.rings;
+    result.latency = report.latency;
+    result.app_latency = report.app_latency;
+    result.final_limit = report.final_limit;
+    result.final_batch = report.final_batch;
+    result.ring_lines = report.ring_lines;
+    result.timeline = if report.timeline.is_empty() {
+        timeline
+    } else {
+        report.timeline
+    };
+    let series: Vec<(Duration, f64)> = result
+        .timeline
+        .iter()
+        .map(|p| (p.t, f64::from(p.limit)))
+        .collect();
+    result.converge = converge_time(&series);
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::DriverReport;
+
+    /// Counts up 1000 ops per call to `live`, limit ramps 1, 2, 4, 8, 8, ...
+    #[derive(Default)]
+    struct Fake {
+        started: bool,
+        calls: u64,
+        stopped: bool,
+    }
+
+    impl Driver for Fake {
+        fn start(&mut self) -> anyhow::Result<()> {
+            self.started = true;
+            Ok(())
+        }
+        fn live(&mut self) -> LiveStats {
+            assert!(self.started);
+            self.calls += 1;
+            LiveStats {
+                ops: self.calls * 1000,
+                bytes: self.calls * 1000 * 4096,
+                errors: 0,
+                limit: 1 << self.calls.min(3),
+                batch: 4,
+                p99_ns: 500_000,
+            }
+        }
+        fn stop(&mut self) -> anyhow::Result<DriverReport> {
+            self.stopped = true;
+            Ok(DriverReport {
+                ops: self.calls * 1000,
+                bytes: self.calls * 1000 * 4096,
+                rings: 1,
+                final_limit: 8,
+                final_batch: 4,
+                ..Default::default()
+            })
+        }
+    }
+
+    #[test]
+    fn runs_for_the_runtime_and_builds_the_result() {
+        let mut d = Fake::default();
+        let r = run(
+            &mut d,
+            Duration::from_millis(900),
+            false,
+            RunResult::default(),
+        )
+        .unwrap();
+        assert!(d.stopped);
+        assert!(d.calls >= 3, "{} live samples", d.calls);
+        assert!(r.elapsed >= Duration::from_millis(900));
+        assert_eq!(r.ops, d.calls * 1000);
+        assert_eq!(r.final_limit, 8);
+        assert_eq!(r.timeline.len() as u64, d.calls);
+        // Limit 2, 4, 8, 8: converged at the third sample.
+        assert_eq!(r.converge, Some(r.timeline[2].t));
+        assert!(r.timeline.iter().all(|p| p.iops > 0.0));
+    }
+
+    #[test]
+    fn a_driver_timeline_wins_over_the_runners() {
+        struct WithTicks(Fake);
+        impl Driver for WithTicks {
+            fn start(&mut self) -> anyhow::Result<()> {
+                self.0.start()
+            }
+            fn live(&mut self) -> LiveStats {
+                self.0.live()
+            }
+            fn stop(&mut self) -> anyhow::Result<DriverReport> {
+                let mut r = self.0.stop()?;
+                r.timeline = (0..10)
+                    .map(|i| TimelinePoint {
+                        t: Duration::from_millis(10 * i),
+                        iops: 1.0,
+                        limit: if i < 5 { 10 } else { 32 },
+                        p99_ns: 1,
+                    })
+                    .collect();
+                Ok(r)
+            }
+        }
+        let mut d = WithTicks(Fake::default());
+        let r = run(
+            &mut d,
+            Duration::from_millis(300),
+            false,
+            RunResult::default(),
+        )
+        .unwrap();
+        assert_eq!(r.timeline.len(), 10);
+        assert_eq!(r.converge, Some(Duration::from_millis(50)));
+    }
+}
