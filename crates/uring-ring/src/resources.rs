@@ -1,0 +1,178 @@
+//! What a slot keeps alive for the kernel, and what a completion hands back.
+
+use std::ffi::CString;
+use std::fmt;
+
+use crate::op::OwnedBuf;
+
+/// What an operation owned, handed back with its completion.
+pub enum Resources {
+    /// The op owned nothing (nop, fsync, fallocate, ftruncate, close).
+    None,
+    /// The buffer of a read/write (fixed or not). After a read its init
+    /// length covers the bytes read.
+    Buf(Box<dyn OwnedBuf>),
+    /// The buffers of a readv/writev, in order. After a readv each buffer's
+    /// init length covers the bytes read into it.
+    Bufs(Vec<Box<dyn OwnedBuf>>),
+    /// The statx result (valid when the completion's result is 0).
+    Statx(Box<libc::statx>),
+    /// The path of an openat.
+    Path(CString),
+}
+
+impl Resources {
+    /// Takes the single buffer back as the concrete type that was submitted.
+    /// `None` if this is not a `Buf` or the type does not match.
+    pub fn into_buf<B: 'static>(self) -> Option<B> {
+        match self {
+            Resources::Buf(b) => b.into_any().downcast::<B>().ok().map(|b| *b),
+            _ => None,
+        }
+    }
+
+    /// Takes the buffers of a readv/writev back as concrete type `B`.
+    /// `None` if this is not `Bufs` or any type does not match.
+    pub fn into_bufs<B: 'static>(self) -> Option<Vec<B>> {
+        match self {
+            Resources::Bufs(v) => v
+                .into_iter()
+                .map(|b| b.into_any().downcast::<B>().ok().map(|b| *b))
+                .collect(),
+            _ => None,
+        }
+    }
+
+    /// The statx result, if this is one.
+    pub fn into_statx(self) -> Option<Box<libc::statx>> {
+        match self {
+            Resources::Statx(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Resources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resources::None => f.write_str("None"),
+            Resources::Buf(b) => f
+                .debug_struct("Buf")
+                .field("init", &b.bytes_init())
+                .field("total", &b.bytes_total())
+                .finish(),
+            Resources::Bufs(v) => f.debug_struct("Bufs").field("count", &v.len()).finish(),
+            Resources::Statx(_) => f.write_str("Statx(..)"),
+            Resources::Path(p) => f.debug_tuple("Path").field(p).finish(),
+        }
+    }
+}
+
+/// An iovec array the kernel reads during a readv/writev. Its heap storage
+/// does not move when the array is moved into a slot.
+pub(crate) struct IovecArray(Vec<libc::iovec>);
+
+// SAFETY: the raw pointers inside point into buffers owned by the same slot
+// (which are `Send`); the array is only read by the kernel and never
+// dereferenced by us, so moving it across threads is sound.
+unsafe impl Send for IovecArray {}
+
+impl IovecArray {
+    pub(crate) fn new(v: Vec<libc::iovec>) -> Self {
+        IovecArray(v)
+    }
+    pub(crate) fn as_ptr(&self) -> *const libc::iovec {
+        self.0.as_ptr()
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Everything a slot keeps alive for the kernel until the op's CQE.
+pub(crate) enum Held {
+    None,
+    Read(Box<dyn OwnedBuf>),
+    Write(Box<dyn OwnedBuf>),
+    Readv(Vec<Box<dyn OwnedBuf>>, IovecArray),
+    Writev(Vec<Box<dyn OwnedBuf>>, IovecArray),
+    Statx(Box<libc::statx>, CString),
+    Path(CString),
+}
+
+impl Held {
+    /// Converts into what the caller gets back, recording how many bytes a
+    /// read produced. Must only be called after the op's CQE arrived.
+    pub(crate) fn into_resources(self, result: i32) -> Resources {
+        let done = if result > 0 { result as usize } else { 0 };
+        match self {
+            Held::None => Resources::None,
+            Held::Read(mut b) => {
+                let n = done.min(b.bytes_total());
+                // SAFETY: the kernel reported writing `n` bytes from the
+                // start of the buffer, and `n <= bytes_total()`.
+                unsafe { b.set_init(n) };
+                Resources::Buf(b)
+            }
+            Held::Write(b) => Resources::Buf(b),
+            Held::Readv(mut bufs, _iov) => {
+                let mut left = done;
+                for b in bufs.iter_mut() {
+                    let n = left.min(b.bytes_total());
+                    if n > 0 {
+                        // SAFETY: readv fills the iovecs in order, so this
+                        // buffer's first `n` bytes were written; `n <= total`.
+                        unsafe { b.set_init(n) };
+                    }
+                    left -= n;
+                }
+                Resources::Bufs(bufs)
+            }
+            Held::Writev(bufs, _iov) => Resources::Bufs(bufs),
+            Held::Statx(s, _path) => Resources::Statx(s),
+            Held::Path(p) => Resources::Path(p),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_result_sets_init_length() {
+        let mut v = vec![0u8; 16];
+        v.clear();
+        let r = Held::Read(Box::new(v)).into_resources(5);
+        let v: Vec<u8> = r.into_buf().unwrap();
+        assert_eq!(v.len(), 5);
+    }
+
+    #[test]
+    fn error_result_leaves_init_alone() {
+        let v: Vec<u8> = Vec::with_capacity(16);
+        let r = Held::Read(Box::new(v)).into_resources(-libc::EIO);
+        let v: Vec<u8> = r.into_buf().unwrap();
+        assert_eq!(v.len(), 0);
+    }
+
+    #[test]
+    fn readv_result_is_spread_in_order() {
+        let mut a = vec![0u8; 4];
+        a.clear();
+        let mut b = vec![0u8; 4];
+        b.clear();
+        let (ca, cb) = (a.capacity(), b.capacity());
+        let iov = IovecArray::new(Vec::new());
+        let r = Held::Readv(vec![Box::new(a), Box::new(b)], iov).into_resources((ca + 1) as i32);
+        let v: Vec<Vec<u8>> = r.into_bufs().unwrap();
+        assert_eq!(v[0].len(), ca);
+        assert_eq!(v[1].len(), 1.min(cb));
+    }
+
+    #[test]
+    fn wrong_type_downcast_is_none() {
+        let r = Resources::Buf(Box::new(vec![1u8]));
+        assert!(r.into_buf::<Box<[u8]>>().is_none());
+    }
+}

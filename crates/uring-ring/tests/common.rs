@@ -1,0 +1,121 @@
+//! Helpers shared by the integration tests (included with `mod common;`).
+#![allow(dead_code)]
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::os::fd::AsRawFd;
+
+use auraio_ring::{Completion, Fd, IoBuf, IoBufMut, Ring, RingConfig};
+
+/// A ring for tests with a small queue.
+pub fn ring<T>(sq: u32) -> Ring<T> {
+    Ring::new(&RingConfig {
+        sq_entries: sq,
+        batch_threshold: 1,
+        ..Default::default()
+    })
+    .expect("io_uring is available on this machine")
+}
+
+pub fn fd(f: &impl AsRawFd) -> Fd {
+    Fd::Raw(f.as_raw_fd())
+}
+
+/// Waits for exactly one completion.
+pub fn wait_one<T>(ring: &mut Ring<T>) -> Completion<T> {
+    let mut out = Vec::new();
+    let n = ring
+        .wait(1, Some(std::time::Duration::from_secs(10)), &mut out)
+        .unwrap();
+    assert_eq!(n, 1, "expected one completion");
+    out.pop().unwrap()
+}
+
+/// Waits until `n` completions were collected.
+pub fn wait_n<T>(ring: &mut Ring<T>, n: usize) -> Vec<Completion<T>> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while out.len() < n {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        ring.wait(
+            (n - out.len()) as u32,
+            Some(std::time::Duration::from_secs(1)),
+            &mut out,
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Deterministic test data.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// Test-only aligned buffer (O_DIRECT needs aligned memory).
+pub struct AlignedBuf {
+    ptr: *mut u8,
+    layout: Layout,
+    init: usize,
+}
+
+// SAFETY: the buffer exclusively owns its allocation.
+unsafe impl Send for AlignedBuf {}
+
+impl AlignedBuf {
+    /// `len` zeroed bytes aligned to `align`, all counted as initialized.
+    pub fn new(len: usize, align: usize) -> Self {
+        let layout = Layout::from_size_align(len, align).unwrap();
+        assert!(len > 0);
+        // SAFETY: non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        assert!(!ptr.is_null());
+        AlignedBuf {
+            ptr,
+            layout,
+            init: len,
+        }
+    }
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `init` bytes are initialized (zeroed at allocation).
+        unsafe { std::slice::from_raw_parts(self.ptr, self.init) }
+    }
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as above, and we have `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+    }
+    pub fn addr(&self) -> usize {
+        self.ptr as usize
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr, self.layout) }
+    }
+}
+
+// SAFETY: heap memory that does not move with the value; `init <= total`.
+unsafe impl IoBuf for AlignedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+    fn bytes_init(&self) -> usize {
+        self.init
+    }
+    fn bytes_total(&self) -> usize {
+        self.layout.size()
+    }
+}
+
+// SAFETY: same pointer, writable for its whole size.
+unsafe impl IoBufMut for AlignedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.ptr
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        self.init = self.init.max(pos);
+    }
+}
