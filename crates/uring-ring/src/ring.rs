@@ -185,6 +185,13 @@ impl<T> Ring<T> {
         self.supported & op.bit() != 0
     }
 
+    /// Treats `op` as unsupported from now on: submitting it fails with
+    /// [`SubmitErrorKind::Unsupported`]. Useful to forbid an op or to test
+    /// a caller's fallback path on a kernel that has it.
+    pub fn disable_op(&mut self, op: OpKind) {
+        self.supported &= !op.bit();
+    }
+
     /// Most ops that can be in flight at once (slots). Never more than half
     /// the CQ, leaving room for the ring's internal CQEs.
     pub fn capacity(&self) -> u32 {

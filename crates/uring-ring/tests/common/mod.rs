@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 
 use auraio_ring::{Completion, Fd, IoBuf, IoBufMut, Ring, RingConfig};
 
@@ -118,4 +118,25 @@ unsafe impl IoBufMut for AlignedBuf {
     unsafe fn set_init(&mut self, pos: usize) {
         self.init = self.init.max(pos);
     }
+}
+
+/// A pipe: (read end, write end).
+pub fn pipe() -> (std::fs::File, std::fs::File) {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0);
+    // SAFETY: fresh fds we own.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    }
+}
+
+pub fn write_all(f: &std::fs::File, data: &[u8]) {
+    use std::io::Write;
+    let mut f = f;
+    f.write_all(data).unwrap();
 }

@@ -1,0 +1,77 @@
+//! O_DIRECT with aligned buffers, and a misaligned request failing cleanly.
+
+mod common;
+
+use std::os::unix::fs::OpenOptionsExt;
+
+use auraio_ring::Op;
+use common::*;
+
+fn open_direct(path: &std::path::Path) -> Option<std::fs::File> {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => Some(f),
+        Err(e) => {
+            println!("SKIP: O_DIRECT not supported here ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn direct_write_then_read_aligned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    let Some(file) = open_direct(&path) else {
+        return;
+    };
+    let mut r = ring::<u32>(16);
+    const BS: usize = 4096;
+    let n = 16;
+    for i in 0..n {
+        let mut b = AlignedBuf::new(BS, 4096);
+        b.as_mut_slice().copy_from_slice(&pattern(BS, i as u8));
+        r.submit(Op::write(fd(&file), b, (i * BS) as u64), i as u32)
+            .unwrap();
+    }
+    for c in wait_n(&mut r, n) {
+        assert_eq!(c.result, BS as i32, "write {}", c.token);
+    }
+    for i in 0..n {
+        r.submit(
+            Op::read(fd(&file), AlignedBuf::new(BS, 4096), (i * BS) as u64),
+            i as u32,
+        )
+        .unwrap();
+    }
+    for c in wait_n(&mut r, n) {
+        assert_eq!(c.result, BS as i32);
+        let b: AlignedBuf = c.resources.into_buf().unwrap();
+        assert_eq!(b.as_slice(), &pattern(BS, c.token as u8)[..]);
+    }
+}
+
+#[test]
+fn misaligned_direct_read_is_einval_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m");
+    let Some(file) = open_direct(&path) else {
+        return;
+    };
+    std::fs::write(&path, pattern(16384, 1)).unwrap();
+    let mut r = ring::<()>(8);
+    // Aligned memory, but a file offset of 1 and length 4095.
+    r.submit(Op::read(fd(&file), AlignedBuf::new(4095, 4096), 1), ())
+        .unwrap();
+    let c = wait_one(&mut r);
+    assert_eq!(c.result, -libc::EINVAL, "misaligned O_DIRECT read");
+    // The buffer still comes back.
+    let b: AlignedBuf = c.resources.into_buf().unwrap();
+    assert_eq!(b.as_slice().len(), 4095);
+}

@@ -1,0 +1,125 @@
+//! Error paths: errors come back as results or typed errors, never panics.
+
+mod common;
+
+use auraio_ring::{Fd, Op, OpKind, OwnedBuf, Ring, RingConfig, SubmitErrorKind};
+use common::*;
+
+#[test]
+fn bad_fd_gives_ebadf() {
+    let mut r = ring::<u8>(8);
+    r.submit(Op::read(Fd::Raw(-1), Vec::with_capacity(16), 0), 1)
+        .unwrap();
+    // An fd number that is certainly not open.
+    r.submit(Op::write(Fd::Raw(1_000_000), vec![1u8; 16], 0), 2)
+        .unwrap();
+    let mut got = wait_n(&mut r, 2);
+    got.sort_by_key(|c| c.token);
+    assert_eq!(got[0].result, -libc::EBADF);
+    assert_eq!(got[1].result, -libc::EBADF);
+    let e = got[0].io_result().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EBADF));
+    // The buffer still comes back, untouched (init length stays 0).
+    let v: Vec<u8> = got.remove(0).resources.into_buf().unwrap();
+    assert!(v.is_empty());
+}
+
+#[test]
+fn unsupported_op_is_a_typed_error_with_op_and_token_back() {
+    let mut r = ring::<String>(8);
+    r.disable_op(OpKind::Fallocate);
+    assert!(!r.supports(OpKind::Fallocate));
+    let e = r
+        .submit(
+            Op::Fallocate {
+                fd: Fd::Raw(0),
+                mode: 0,
+                offset: 0,
+                len: 10,
+            },
+            "tok".to_string(),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        e.kind,
+        SubmitErrorKind::Unsupported(OpKind::Fallocate)
+    ));
+    assert_eq!(e.token, "tok");
+    assert_eq!(e.op.kind(), OpKind::Fallocate);
+    assert_eq!(r.in_flight(), 0);
+    let io: std::io::Error = e.into();
+    assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
+}
+
+#[test]
+fn too_many_iovecs_is_invalid_input() {
+    let mut r = ring::<()>(8);
+    let bufs: Vec<Box<dyn OwnedBuf>> = (0..2000)
+        .map(|_| Box::new(vec![0u8; 1]) as Box<dyn OwnedBuf>)
+        .collect();
+    let e = r
+        .submit(
+            Op::Writev {
+                fd: Fd::Raw(1),
+                bufs,
+                offset: 0,
+            },
+            (),
+        )
+        .unwrap_err();
+    assert!(matches!(e.kind, SubmitErrorKind::InvalidInput(_)));
+    match e.op {
+        Op::Writev { bufs, .. } => assert_eq!(bufs.len(), 2000),
+        other => panic!("op not returned intact: {other:?}"),
+    }
+    assert_eq!(r.in_flight(), 0);
+}
+
+#[test]
+fn full_ring_refuses_with_token_back() {
+    let mut r = ring::<u32>(8);
+    let cap = r.capacity();
+    assert_eq!(cap, 8);
+    let (rd, wr) = pipe();
+    for i in 0..cap {
+        let one: Box<[u8]> = vec![0u8; 1].into_boxed_slice();
+        r.submit(Op::read(fd(&rd), one, 0), i).unwrap();
+    }
+    assert_eq!(r.in_flight(), cap);
+    let e = r
+        .submit(Op::read(fd(&rd), Vec::with_capacity(8), 0), 99)
+        .unwrap_err();
+    assert!(matches!(e.kind, SubmitErrorKind::Full));
+    assert_eq!(e.token, 99);
+    // Unblock everything: 8 reads of 1 byte each.
+    write_all(&wr, &[7u8; 8]);
+    let got = wait_n(&mut r, cap as usize);
+    assert!(got.iter().all(|c| c.result == 1));
+    assert_eq!(r.in_flight(), 0);
+}
+
+#[test]
+fn bad_config_is_invalid_input_not_panic() {
+    let e = Ring::<()>::new(&RingConfig {
+        sq_entries: 0,
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    let e = Ring::<()>::new(&RingConfig {
+        sq_entries: 64,
+        cq_entries: Some(64),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn cancel_of_unknown_slot_is_not_found() {
+    let mut r = ring::<()>(8);
+    let id = r.submit(Op::Nop, ()).unwrap();
+    let _ = wait_one(&mut r);
+    let e = r.cancel(id).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
+}
