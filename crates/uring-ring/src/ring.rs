@@ -82,6 +82,8 @@ pub struct Ring<T> {
     queued: u32,
     batch_threshold: u32,
     ext_arg: bool,
+    /// Whether `IORING_REGISTER_SYNC_CANCEL` may work (cleared on EINVAL).
+    sync_cancel_ok: bool,
     stats: RingStats,
     /// Completions reaped while submitting (EBUSY handling); handed out first.
     ready: VecDeque<Completion<T>>,
@@ -166,6 +168,7 @@ impl<T> Ring<T> {
             queued: 0,
             batch_threshold: cfg.batch_threshold.clamp(1, sq_entries),
             ext_arg,
+            sync_cancel_ok: true,
             stats: RingStats::default(),
             ready: VecDeque::new(),
             deferred_cancels: Vec::new(),
@@ -498,7 +501,14 @@ impl<T> Ring<T> {
                 }
                 None => None,
             };
-            match self.enter(target - got, true, remaining) {
+            // Deferred cancels are issued between waits as CQ budget frees
+            // up, so wake on every CQE while some are pending.
+            let want = if self.deferred_cancels.is_empty() {
+                target - got
+            } else {
+                1
+            };
+            match self.enter(want, true, remaining) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
                 Err(e) if is_transient(&e) && errors < RETRIES => errors += 1,
@@ -711,7 +721,17 @@ impl<T> Ring<T> {
                 self.deferred_cancels.pop();
                 continue;
             }
-            if !self.budget_allows(1) || !self.ensure_sq_room(1) {
+            if !self.budget_allows(1) {
+                // No CQ room for the cancel's own CQE: cancel synchronously,
+                // which posts no CQE of its own.
+                if self.sync_cancel(id) {
+                    self.deferred_cancels.pop();
+                    pushed += 1;
+                    continue;
+                }
+                break;
+            }
+            if !self.ensure_sq_room(1) {
                 break;
             }
             let sqe = opcode::AsyncCancel::new(id.as_u64())
@@ -729,6 +749,44 @@ impl<T> Ring<T> {
             }
         }
         pushed
+    }
+
+    /// `IORING_REGISTER_SYNC_CANCEL` (Linux 6.0+) for `id`, waiting at most
+    /// 1 ms for an op that is already running. Returns false when the cancel
+    /// could not be attempted (then it stays deferred).
+    fn sync_cancel(&mut self, id: SlotId) -> bool {
+        if !self.sync_cancel_ok {
+            return false;
+        }
+        // Only submitted requests can be found.
+        if self.queued > 0 && self.submit_pending(false).is_err() {
+            return false;
+        }
+        let res = self.ring.submitter().register_sync_cancel(
+            Some(types::Timespec::new().nsec(1_000_000)),
+            types::CancelBuilder::user_data(id.as_u64()),
+        );
+        let done = match res {
+            Ok(()) => true,
+            Err(e) => match e.raw_os_error() {
+                // Running in a worker (it finishes by itself) or already
+                // completed (its CQE is waiting in the CQ).
+                Some(libc::ETIME) | Some(libc::EALREADY) => true,
+                // With SQPOLL the poller may not have picked the op up yet.
+                Some(libc::ENOENT) => self.kind == RingKind::Normal,
+                Some(libc::EINTR) => false,
+                _ => {
+                    self.sync_cancel_ok = false;
+                    false
+                }
+            },
+        };
+        if done {
+            if let Some(f) = self.slots.get_mut(id) {
+                f.cancel = CancelState::Issued;
+            }
+        }
+        done
     }
 
     /// One `io_uring_enter`: submits what is queued, optionally waits for
