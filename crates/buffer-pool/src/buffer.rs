@@ -1,14 +1,15 @@
 //! [`Buffer`]: an owned, aligned buffer that returns to its pool on drop.
 
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
 use crate::cache::free_without_cache;
-use crate::config::{PoolError, NUM_CLASSES};
+use crate::config::{class_of, PoolError, MAX_CLASS_SIZE};
 use crate::io_buf::{IoBuf, IoBufMut};
+use crate::refcount::Counted;
 use crate::shared::{Block, Shared};
-use crate::sync::Arc;
 use crate::tls;
 
 /// An owned, aligned buffer from a [`BufferPool`](crate::BufferPool).
@@ -26,10 +27,11 @@ use crate::tls;
 pub struct Buffer {
     ptr: NonNull<u8>,
     len: usize,
+    /// Capacity: exactly a class size for pooled buffers, more than the
+    /// largest class for large (direct) ones, so it also encodes the class.
     cap: usize,
-    /// Size class, or `NUM_CLASSES` for a large (direct) buffer.
-    class: u8,
-    shared: Arc<Shared>,
+    /// A count on the pool state; taken in `drop` (hence `ManuallyDrop`).
+    shared: ManuallyDrop<Counted<Shared>>,
 }
 
 // SAFETY: a Buffer uniquely owns its memory (like a Box<[u8]>); the pool
@@ -43,15 +45,13 @@ impl Buffer {
         block: Block,
         len: usize,
         cap: usize,
-        class: usize,
-        shared: &Arc<Shared>,
+        shared: Counted<Shared>,
     ) -> Self {
         Buffer {
             ptr: block.0,
             len,
             cap,
-            class: class as u8,
-            shared: Arc::clone(shared),
+            shared: ManuallyDrop::new(shared),
         }
     }
 
@@ -135,29 +135,33 @@ impl Buffer {
     /// Whether this buffer came from a size class (recycled on drop) rather
     /// than directly from the system.
     pub fn is_pooled(&self) -> bool {
-        (self.class as usize) < NUM_CLASSES
+        self.cap <= MAX_CLASS_SIZE
     }
 }
 
 impl Drop for Buffer {
     fn drop(&mut self) {
-        let class = self.class as usize;
-        let shared = &self.shared;
+        // SAFETY: taken exactly once, here; `self.shared` is not used again.
+        let shared = unsafe { ManuallyDrop::take(&mut self.shared) };
         let ptr = self.ptr;
-        if class >= NUM_CLASSES {
+        let Some(class) = class_of(self.cap) else {
             shared.free_large(Block(ptr), self.cap);
             return;
-        }
-        if shared.is_closed() {
+        };
+        let shared = if shared.is_closed() {
             // The pool is gone: release this thread's cache of it too.
             tls::forget(shared.id);
-        } else if shared.cfg.thread_cache
-            && tls::with_cache(shared, |c| c.free(class, Block(ptr))).is_some()
-        {
-            return;
-        }
+            shared
+        } else if shared.cfg.thread_cache {
+            match tls::free_to_cache(shared, class, ptr) {
+                Ok(()) => return,
+                Err(shared) => shared,
+            }
+        } else {
+            shared
+        };
         // No cache reachable (thread exiting), caching disabled, or closed.
-        free_without_cache(shared, class, Block(ptr));
+        free_without_cache(&shared, class, Block(ptr));
     }
 }
 

@@ -5,15 +5,22 @@
 //! [`crate::tls`] keeps one per (thread, pool); loom models create them
 //! explicitly, one per model thread.
 
+/// Pool-state counts a cache acquires at once (see [`crate::refcount`]).
+const CREDIT_BATCH: usize = 64;
+
 use crate::config::{class_size, PoolError, NUM_CLASSES};
+use crate::refcount::Counted;
 use crate::shared::{Block, Shared};
 use crate::stats::{bump_owned, set_owned, ThreadStats};
-use crate::sync::Arc;
 
 /// One thread's cache of free blocks for one pool.
 #[derive(Debug)]
 pub(crate) struct ThreadCache {
-    shared: Arc<Shared>,
+    /// The cache's own count on the pool state.
+    shared: Counted<Shared>,
+    /// Further counts held on behalf of buffers this cache will hand out
+    /// (see [`crate::refcount`]).
+    credit: usize,
     /// The shard this cache refills from and flushes to first.
     shard: usize,
     lists: [Vec<Block>; NUM_CLASSES],
@@ -21,12 +28,13 @@ pub(crate) struct ThreadCache {
 }
 
 impl ThreadCache {
-    pub(crate) fn new(shared: &Arc<Shared>) -> Self {
+    pub(crate) fn new(shared: &Counted<Shared>) -> Self {
         let stats = std::sync::Arc::new(ThreadStats::default());
         shared.register(stats.clone());
         Self {
             shard: shared.assign_shard(),
-            shared: Arc::clone(shared),
+            shared: shared.clone_one(),
+            credit: 0,
             lists: std::array::from_fn(|_| Vec::new()),
             stats,
         }
@@ -34,6 +42,35 @@ impl ThreadCache {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// One count on the pool state for a buffer being handed out.
+    #[inline]
+    pub(crate) fn take_ref(&mut self) -> Counted<Shared> {
+        if self.credit == 0 {
+            self.shared.acquire(CREDIT_BATCH);
+            self.credit = CREDIT_BATCH;
+        }
+        self.credit -= 1;
+        // SAFETY: one unit of credit, acquired above or earlier, is spent.
+        unsafe { self.shared.spend_credit() }
+    }
+
+    /// Takes back a returning buffer's count as credit.
+    #[inline]
+    pub(crate) fn give_ref(&mut self, r: Counted<Shared>) {
+        match r.into_credit(&self.shared) {
+            Ok(()) => {
+                self.credit += 1;
+                if self.credit > 2 * CREDIT_BATCH {
+                    // SAFETY: we own `credit` units and give back fewer;
+                    // `self.shared` is a further count.
+                    unsafe { self.shared.release(CREDIT_BATCH) };
+                    self.credit -= CREDIT_BATCH;
+                }
+            }
+            Err(other) => drop(other),
+        }
     }
 
     /// Hands out a block of `class`: from this cache (no lock), else a batch
@@ -120,6 +157,12 @@ impl Drop for ThreadCache {
     fn drop(&mut self) {
         self.release_all();
         self.shared.unregister(&self.stats);
+        if self.credit > 0 {
+            // SAFETY: we own `credit` units; `self.shared` (dropped right
+            // after this) is a further count.
+            unsafe { self.shared.release(self.credit) };
+            self.credit = 0;
+        }
     }
 }
 

@@ -48,6 +48,7 @@ mod config;
 mod fixed;
 pub mod io_buf;
 mod pool;
+mod refcount;
 mod shared;
 mod stats;
 mod sync;

@@ -3,6 +3,7 @@
 use crate::buffer::Buffer;
 use crate::cache::alloc_without_cache;
 use crate::config::{class_of, class_size, PoolConfig, PoolError};
+use crate::refcount::Counted;
 use crate::shared::Shared;
 use crate::stats::PoolStats;
 use crate::sync::Arc;
@@ -22,7 +23,7 @@ pub struct BufferPool {
 
 #[derive(Debug)]
 struct Handle {
-    shared: Arc<Shared>,
+    shared: Counted<Shared>,
 }
 
 impl Drop for Handle {
@@ -54,13 +55,13 @@ impl BufferPool {
     fn from_shared(shared: Shared) -> Self {
         BufferPool {
             handle: Arc::new(Handle {
-                shared: Arc::new(shared),
+                shared: Counted::new(shared),
             }),
         }
     }
 
     #[inline]
-    fn shared(&self) -> &Arc<Shared> {
+    fn shared(&self) -> &Counted<Shared> {
         &self.handle.shared
     }
 
@@ -82,21 +83,15 @@ impl BufferPool {
         let Some(class) = class_of(len) else {
             return self.alloc_large(len);
         };
-        let block = if shared.cfg.thread_cache {
-            match tls::with_cache(shared, |c| c.alloc(class)) {
+        let (block, count) = if shared.cfg.thread_cache {
+            match tls::with_cache(shared, |c| c.alloc(class).map(|b| (b, c.take_ref()))) {
                 Some(r) => r?,
-                None => alloc_without_cache(shared, class)?,
+                None => (alloc_without_cache(shared, class)?, shared.clone_one()),
             }
         } else {
-            alloc_without_cache(shared, class)?
+            (alloc_without_cache(shared, class)?, shared.clone_one())
         };
-        Ok(Buffer::from_block(
-            block,
-            len,
-            class_size(class),
-            class,
-            shared,
-        ))
+        Ok(Buffer::from_block(block, len, class_size(class), count))
     }
 
     #[cold]
@@ -106,13 +101,7 @@ impl BufferPool {
         // Cannot overflow: validate() bounds max_size by isize::MAX - alignment.
         let cap = (len + a - 1) & !(a - 1);
         let block = shared.alloc_large(cap)?;
-        Ok(Buffer::from_block(
-            block,
-            len,
-            cap,
-            crate::config::NUM_CLASSES,
-            shared,
-        ))
+        Ok(Buffer::from_block(block, len, cap, shared.clone_one()))
     }
 
     /// Like [`alloc`](Self::alloc), with the first `len` bytes zeroed.

@@ -10,8 +10,9 @@
 use std::cell::RefCell;
 
 use crate::cache::ThreadCache;
-use crate::shared::Shared;
-use crate::sync::Arc;
+use crate::refcount::Counted;
+use crate::shared::{Block, Shared};
+use std::ptr::NonNull;
 
 #[derive(Debug)]
 pub(crate) struct Caches {
@@ -30,7 +31,7 @@ impl Caches {
     }
 
     #[inline]
-    fn get(&mut self, shared: &Arc<Shared>) -> &mut ThreadCache {
+    fn get(&mut self, shared: &Counted<Shared>) -> &mut ThreadCache {
         let i = self.mru;
         if i < self.ids.len() && self.ids[i] == shared.id {
             return &mut self.caches[i];
@@ -39,7 +40,7 @@ impl Caches {
     }
 
     #[cold]
-    fn get_slow(&mut self, shared: &Arc<Shared>) -> &mut ThreadCache {
+    fn get_slow(&mut self, shared: &Counted<Shared>) -> &mut ThreadCache {
         let i = match self.ids.iter().position(|&id| id == shared.id) {
             Some(i) => i,
             None => {
@@ -95,7 +96,7 @@ loom::thread_local! {
 /// thread-local storage already torn down at thread exit, or re-entered.
 #[inline]
 pub(crate) fn with_cache<R>(
-    shared: &Arc<Shared>,
+    shared: &Counted<Shared>,
     f: impl FnOnce(&mut ThreadCache) -> R,
 ) -> Option<R> {
     CACHES
@@ -106,6 +107,38 @@ pub(crate) fn with_cache<R>(
         })
         .ok()
         .flatten()
+}
+
+/// Gives a dropped buffer's block (of `class`) and pool count to this
+/// thread's cache for its pool. Hands the count back when no cache is
+/// reachable, so the caller can free without one.
+#[inline]
+pub(crate) fn free_to_cache(
+    shared: Counted<Shared>,
+    class: usize,
+    ptr: NonNull<u8>,
+) -> Result<(), Counted<Shared>> {
+    let mut slot = Some(shared);
+    let done = CACHES
+        .try_with(|c| {
+            let Ok(mut caches) = c.try_borrow_mut() else {
+                return false;
+            };
+            let Some(s) = slot.take() else {
+                return false;
+            };
+            let cache = caches.get(&s);
+            cache.free(class, Block(ptr));
+            cache.give_ref(s);
+            true
+        })
+        .unwrap_or(false);
+    match (done, slot) {
+        (false, Some(s)) => Err(s),
+        // Either the cache took it, or (impossible) it was taken without
+        // being used, in which case it has already been dropped.
+        _ => Ok(()),
+    }
 }
 
 /// Releases this thread's cache of pool `id`, if any.
