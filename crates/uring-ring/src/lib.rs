@@ -29,6 +29,9 @@ mod slots;
 mod stats;
 mod waiter;
 
+#[cfg(all(test, loom))]
+mod loom_tests;
+
 pub use auraio_buffer_pool::{IoBuf, IoBufMut};
 pub use completion::{Completion, SubmitError, SubmitErrorKind};
 pub use config::{RingConfig, RingKind};

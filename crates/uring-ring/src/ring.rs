@@ -202,6 +202,10 @@ impl<T> Ring<T> {
     }
 
     /// Slots taken: ops pushed or submitted whose completion was not reaped.
+    ///
+    /// A completion reaped internally (while submitting) frees its slot at
+    /// once and waits in a small queue for the next `poll`/`wait`; see
+    /// [`ready_len`](Self::ready_len).
     pub fn in_flight(&self) -> u32 {
         self.slots.len()
     }
@@ -209,6 +213,12 @@ impl<T> Ring<T> {
     /// SQEs pushed but not yet handed to the kernel.
     pub fn queued(&self) -> u32 {
         self.queued
+    }
+
+    /// Completions already reaped from the CQ (their slots are free) that
+    /// the next `poll`/`wait` will hand out.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
     }
 
     /// SQ size the kernel gave us.
@@ -511,7 +521,16 @@ impl<T> Ring<T> {
             match self.enter(want, true, remaining) {
                 Ok(()) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
-                Err(e) if is_transient(&e) && errors < RETRIES => errors += 1,
+                // A signal: wait again (the deadline still applies).
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                // The kernel wants the CQ reaped first (done just below).
+                Err(e) if is_transient(&e) => {
+                    errors += 1;
+                    if errors > RETRIES {
+                        got += self.reap_cq(out) as u32;
+                        break;
+                    }
+                }
                 Err(e) => {
                     got += self.reap_cq(out) as u32;
                     if got > 0 {

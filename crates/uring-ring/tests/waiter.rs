@@ -1,0 +1,146 @@
+//! Waiter, eventfd, notify and SQPOLL.
+
+mod common;
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auraio_ring::{Op, Ring, RingConfig, RingKind};
+use common::*;
+
+#[test]
+fn waiter_blocks_in_another_thread_and_wakes_on_completion() {
+    let (rd, wr) = pipe();
+    let ring: Arc<Mutex<Ring<u8>>> = Arc::new(Mutex::new(ring(8)));
+    let waiter = ring.lock().unwrap().waiter();
+    {
+        let mut r = ring.lock().unwrap();
+        r.submit(Op::read(fd(&rd), vec![0u8; 8], 0), 1).unwrap();
+        r.flush().unwrap();
+    }
+    let (tx, rx) = mpsc::channel();
+    let w = waiter.clone();
+    let t = std::thread::spawn(move || {
+        let res = w.wait(1, Some(Duration::from_secs(30)));
+        tx.send(()).unwrap();
+        res
+    });
+    // No CQE can exist yet, so the waiter must still be blocked (it does
+    // not hold the ring's lock: we can take it meanwhile).
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    assert_eq!(ring.lock().unwrap().in_flight(), 1);
+    write_all(&wr, b"wake");
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("waiter woke up after the completion");
+    t.join().unwrap().unwrap();
+    let mut out = Vec::new();
+    let n = ring.lock().unwrap().poll(&mut out).unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(out[0].result, 4);
+    assert!(ring.lock().unwrap().stats().waiter_enter_calls >= 1);
+}
+
+#[test]
+fn notify_wakes_a_waiter_without_a_user_completion() {
+    let ring: Arc<Mutex<Ring<u8>>> = Arc::new(Mutex::new(ring(8)));
+    let waiter = ring.lock().unwrap().waiter();
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let res = waiter.wait(1, Some(Duration::from_secs(30)));
+        tx.send(()).unwrap();
+        res
+    });
+    assert!(rx.recv_timeout(Duration::from_millis(100)).is_err());
+    ring.lock().unwrap().notify().unwrap();
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("notify woke the waiter");
+    t.join().unwrap().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(ring.lock().unwrap().poll(&mut out).unwrap(), 0);
+}
+
+#[test]
+fn waiter_outlives_the_ring() {
+    let r = ring::<()>(8);
+    let w = r.waiter();
+    drop(r);
+    // The waiter's own fd keeps the kernel object alive: this just times out.
+    w.wait(1, Some(Duration::from_millis(10))).unwrap();
+}
+
+#[test]
+fn eventfd_becomes_readable_on_completion() {
+    let mut r: Ring<()> = Ring::new(&RingConfig {
+        sq_entries: 8,
+        batch_threshold: 1,
+        eventfd: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let efd = r.eventfd().expect("eventfd registered");
+    let mut count = 0u64;
+    // SAFETY: reading 8 bytes into a u64 from our non-blocking eventfd.
+    let n = unsafe { libc::read(efd, (&mut count as *mut u64).cast(), 8) };
+    assert_eq!(n, -1, "nothing signalled yet");
+    r.submit(Op::Nop, ()).unwrap();
+    let mut pfd = libc::pollfd {
+        fd: efd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+    assert_eq!(ready, 1);
+    // SAFETY: as above.
+    let n = unsafe { libc::read(efd, (&mut count as *mut u64).cast(), 8) };
+    assert_eq!(n, 8);
+    assert!(count >= 1);
+    let c = wait_one(&mut r);
+    assert_eq!(c.result, 0);
+    let plain = ring::<()>(8);
+    assert_eq!(plain.eventfd(), None);
+}
+
+#[test]
+fn sqpoll_or_fallback_both_work() {
+    let mut r: Ring<usize> = Ring::new(&RingConfig {
+        sq_entries: 16,
+        sqpoll_idle: Some(Duration::from_millis(20)),
+        batch_threshold: 4,
+        ..Default::default()
+    })
+    .unwrap();
+    println!("SQPOLL requested, got {:?}", r.kind());
+    assert!(matches!(r.kind(), RingKind::SqPoll | RingKind::Normal));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sq");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let data = pattern(8192, 2);
+    r.submit(Op::write(fd(&file), data.clone(), 0), 0).unwrap();
+    r.flush().unwrap();
+    assert_eq!(wait_one(&mut r).result, 8192);
+    let mut done = 0;
+    let mut next = 0;
+    let mut out = Vec::new();
+    while done < 500 {
+        while next < 500 && r.in_flight() < r.capacity() {
+            r.submit(Op::Nop, next).unwrap();
+            next += 1;
+        }
+        out.clear();
+        done += r.wait(1, Some(Duration::from_secs(10)), &mut out).unwrap();
+    }
+    assert_eq!(done, 500);
+    r.submit(Op::read(fd(&file), Vec::with_capacity(8192), 0), 1)
+        .unwrap();
+    let c = wait_one(&mut r);
+    assert_eq!(c.result, 8192);
+    assert_eq!(c.resources.into_buf::<Vec<u8>>().unwrap(), data);
+}
