@@ -33,7 +33,7 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
     let mut full_hits = 0;
     while done < N {
         while next < N {
-            let op = if next % 3 == 0 {
+            let op = if next.is_multiple_of(3) {
                 Op::Nop
             } else {
                 let block = next % BLOCKS;
@@ -60,7 +60,7 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
         for c in out.drain(..) {
             seen[c.token] += 1;
             done += 1;
-            if c.token % 3 == 0 {
+            if c.token.is_multiple_of(3) {
                 assert_eq!(c.result, 0);
             } else {
                 assert_eq!(c.result, BS as i32, "token {}", c.token);
