@@ -2,6 +2,30 @@
 //!
 //! All of auraio's io_uring `unsafe` lives in this crate.
 //!
+//! # Model
+//!
+//! - [`Ring::submit`] takes an [`Op`] (which owns its buffers/paths) and a
+//!   caller token `T`, puts both in a slot and pushes one SQE. SQEs are
+//!   handed to the kernel once [`Ring::queued`] reaches the batch threshold,
+//!   or on [`Ring::flush`] / [`Ring::poll`] / [`Ring::wait`].
+//! - Every op produces exactly one [`Completion`]: token, result, the
+//!   resources it owned (a read's buffer has its init length set to the
+//!   result) and the submit-to-reap latency.
+//! - The SQE's `user_data` is the [`SlotId`]: slot index plus a generation,
+//!   so a stale CQE can never complete the op that reuses a slot.
+//! - At most [`Ring::capacity`] ops are in flight, and the ring's own
+//!   requests (link timeouts, cancels) are budgeted too, so the CQ can never
+//!   overflow. A full SQ is flushed and retried; `EBUSY`/`EAGAIN`/`EINTR`
+//!   from `io_uring_enter` are handled inside.
+//! - [`Ring::poll`] enters the kernel (`GETEVENTS`, min 0) when the CQ is
+//!   empty but ops are in flight, so pending completion work runs instead
+//!   of waiting for the next timer tick.
+//! - A [`Waiter`] blocks in `io_uring_enter` without borrowing the ring, so a
+//!   reaper thread can sleep while other threads lock the ring and submit.
+//!
+//! The ring is not `Sync`; share it behind a `Mutex`. It never runs caller
+//! code, so completions can be handled after the lock is released.
+//!
 //! ```no_run
 //! use auraio_ring::{Fd, Op, Ring, RingConfig};
 //! # fn main() -> std::io::Result<()> {
