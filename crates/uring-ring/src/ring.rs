@@ -560,7 +560,8 @@ impl<T> Ring<T> {
         out: &mut Vec<Completion<T>>,
         timeout: Duration,
     ) -> io::Result<()> {
-        let deadline = Instant::now() + timeout;
+        // A year is "forever" here and cannot overflow `Instant`.
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(365 * 86_400));
         for id in self.slots.live_ids() {
             // Ignore errors: without async cancel we can still wait.
             let _ = self.cancel(id);
