@@ -10,7 +10,9 @@ pub struct RingStats {
     pub sqes_submitted: u64,
     /// Completions handed to the caller (internal CQEs not counted).
     pub completions: u64,
-    /// `io_uring_enter` calls that submitted at least one SQE.
+    /// `io_uring_enter` calls that submitted at least one SQE (with SQPOLL:
+    /// hand-offs of queued SQEs to the kernel's poller thread, which may
+    /// need no syscall at all).
     pub submit_calls: u64,
     /// `io_uring_enter` calls made through [`Waiter`](crate::Waiter)s.
     pub waiter_enter_calls: u64,
