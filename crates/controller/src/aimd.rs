@@ -1,0 +1,884 @@
+//! [`Aimd`]: the default policy — additive increase of the in-flight limit
+//! while throughput still grows with it, multiplicative decrease on latency.
+//!
+//! Phases: `baseline → probing → (plateau) settling → steady → converged`,
+//! and `backoff → settling → probing` on a latency violation. See
+//! `docs/controllers.md` for the full description, the reasoning behind each
+//! rule and the known failure modes.
+
+use crate::controller::{clamp_batch, Controller, Limits};
+use crate::sample::{ControllerState, Decision, Sample};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Every constant of [`Aimd`]. `Default` gives the documented defaults;
+/// missing fields in serialized form take their defaults too.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AimdConfig {
+    /// Tick period the engine should use (ms). The controller itself only
+    /// uses the intervals inside the samples.
+    pub tick_ms: u64,
+    /// BASELINE: judged windows at the initial limit before probing (10 × 10 ms).
+    pub baseline_ticks: u32,
+    /// A window is judged only once it holds at least this many completions;
+    /// fewer and the next tick is accumulated into it (low-IOPS devices).
+    pub min_window_completions: u64,
+    /// …and at least this many ticks.
+    pub min_window_ticks: u32,
+    /// PROBING: limit increase per judged window once past slow start.
+    pub additive_increase: u32,
+    /// PROBING starts with multiplicative steps (like TCP slow start) until
+    /// throughput stops scaling with the limit.
+    pub slow_start: bool,
+    /// Slow-start growth factor per judged window.
+    pub slow_start_factor: f64,
+    /// Slow start ends when the efficiency of its last step
+    /// (Δln throughput / Δln in-flight) falls below this.
+    pub slow_start_exit_efficiency: f64,
+    /// PROBING stops (plateau) when the efficiency (log-log slope of
+    /// throughput against measured in-flight over the recent windows) falls
+    /// below this. 1 = throughput scales with depth, 0 = flat.
+    pub efficiency_epsilon: f64,
+    /// Minimum number of judged windows the efficiency slope is fitted on.
+    pub efficiency_window: u32,
+    /// Minimum spread of measured in-flight (ln max/min) the slope is fitted
+    /// on; more windows are used until it is reached.
+    pub efficiency_min_span: f64,
+    /// BACKOFF: multiply the limit by this on a latency violation.
+    pub backoff_factor: f64,
+    /// Latency violation: P99 above this many times the baseline P99…
+    pub latency_guard_mult: f64,
+    /// …or above this ceiling (µs). Settable at run time.
+    pub p99_ceiling_us: u64,
+    /// SETTLING: hold time after a change (ms).
+    pub settle_ms: u64,
+    /// STEADY → CONVERGED after this long without a material change (ms).
+    pub converge_ms: u64,
+    /// The app is not using the limit when the window's peak in-flight is
+    /// below `limit × this` and nothing waited in the backlog: no growth then.
+    pub app_limited_fraction: f64,
+    /// STEADY/CONVERGED: a material throughput move (fraction of the
+    /// reference) that sends the controller back to work.
+    pub change_throughput: f64,
+    /// STEADY/CONVERGED: a material P99 rise (P99 > reference × (1 + this)).
+    pub change_p99: f64,
+    /// Windows a material change must persist for (also the number of windows
+    /// that make the reference).
+    pub change_windows: u32,
+    /// EWMA weight of a new window in STEADY/CONVERGED.
+    pub smoothing: f64,
+    /// Inner loop: aim at this many SQEs per `io_uring_enter`.
+    pub target_sqes_per_enter: u32,
+    /// Inner loop: the batch threshold stays ≤ `limit × this` (≥ 1).
+    pub max_batch_fraction: f64,
+}
+
+impl Default for AimdConfig {
+    fn default() -> Self {
+        AimdConfig {
+            tick_ms: 10,
+            baseline_ticks: 10,
+            min_window_completions: 20,
+            min_window_ticks: 1,
+            additive_increase: 1,
+            slow_start: true,
+            slow_start_factor: 1.5,
+            slow_start_exit_efficiency: 0.5,
+            efficiency_epsilon: 0.2,
+            efficiency_window: 8,
+            efficiency_min_span: 0.08,
+            backoff_factor: 0.8,
+            latency_guard_mult: 10.0,
+            p99_ceiling_us: 10_000,
+            settle_ms: 100,
+            converge_ms: 5_000,
+            app_limited_fraction: 0.75,
+            change_throughput: 0.25,
+            change_p99: 1.0,
+            change_windows: 3,
+            smoothing: 0.3,
+            target_sqes_per_enter: 8,
+            max_batch_fraction: 0.25,
+        }
+    }
+}
+
+impl AimdConfig {
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        fn frac(name: &str, v: f64, lo: f64, hi: f64) -> Result<(), String> {
+            if v.is_finite() && v > lo && v < hi {
+                Ok(())
+            } else {
+                Err(format!("aimd: {name} = {v} must be in ({lo}, {hi})"))
+            }
+        }
+        if self.tick_ms == 0 {
+            return Err("aimd: tick_ms must be > 0".into());
+        }
+        if self.additive_increase == 0 {
+            return Err("aimd: additive_increase must be > 0".into());
+        }
+        if self.efficiency_window < 2 {
+            return Err("aimd: efficiency_window must be >= 2".into());
+        }
+        frac("slow_start_factor", self.slow_start_factor, 1.0, 100.0)?;
+        frac(
+            "slow_start_exit_efficiency",
+            self.slow_start_exit_efficiency,
+            0.0,
+            1.0,
+        )?;
+        frac("efficiency_epsilon", self.efficiency_epsilon, 0.0, 1.0)?;
+        frac("efficiency_min_span", self.efficiency_min_span, 0.0, 10.0)?;
+        frac("backoff_factor", self.backoff_factor, 0.0, 1.0)?;
+        frac("latency_guard_mult", self.latency_guard_mult, 1.0, f64::MAX)?;
+        frac(
+            "app_limited_fraction",
+            self.app_limited_fraction,
+            0.0,
+            1.0 + 1e-9,
+        )?;
+        frac("change_throughput", self.change_throughput, 0.0, 1.0)?;
+        frac("change_p99", self.change_p99, 0.0, f64::MAX)?;
+        frac("smoothing", self.smoothing, 0.0, 1.0 + 1e-9)?;
+        frac(
+            "max_batch_fraction",
+            self.max_batch_fraction,
+            0.0,
+            1.0 + 1e-9,
+        )?;
+        Ok(())
+    }
+
+    /// A copy with unusable values replaced by the defaults (so
+    /// [`Aimd::new`] never panics on bad input; `validate` reports them).
+    fn sanitized(&self) -> AimdConfig {
+        let d = AimdConfig::default();
+        let mut c = self.clone();
+        let ok = |v: f64, lo: f64, hi: f64| v.is_finite() && v > lo && v < hi;
+        if c.tick_ms == 0 {
+            c.tick_ms = d.tick_ms;
+        }
+        if c.additive_increase == 0 {
+            c.additive_increase = d.additive_increase;
+        }
+        if c.efficiency_window < 2 {
+            c.efficiency_window = d.efficiency_window;
+        }
+        macro_rules! fix {
+            ($f:ident, $lo:expr, $hi:expr) => {
+                if !ok(c.$f, $lo, $hi) {
+                    c.$f = d.$f;
+                }
+            };
+        }
+        fix!(slow_start_factor, 1.0, 100.0);
+        fix!(slow_start_exit_efficiency, 0.0, 1.0);
+        fix!(efficiency_epsilon, 0.0, 1.0);
+        fix!(efficiency_min_span, 0.0, 10.0);
+        fix!(backoff_factor, 0.0, 1.0);
+        fix!(latency_guard_mult, 1.0, f64::MAX);
+        fix!(app_limited_fraction, 0.0, 1.0 + 1e-9);
+        fix!(change_throughput, 0.0, 1.0);
+        fix!(change_p99, 0.0, f64::MAX);
+        fix!(smoothing, 0.0, 1.0 + 1e-9);
+        fix!(max_batch_fraction, 0.0, 1.0 + 1e-9);
+        c
+    }
+}
+
+/// The phases of [`Aimd`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AimdPhase {
+    /// Warm-up at the initial limit: measures the baseline P99.
+    Baseline,
+    /// Growing the limit while throughput still grows with it.
+    Probing,
+    /// The limit was just cut (reported for one tick).
+    Backoff,
+    /// Holding after a change while the device settles.
+    Settling,
+    /// Holding; watching for material changes.
+    Steady,
+    /// Steady for `converge_ms`.
+    Converged,
+}
+
+impl AimdPhase {
+    /// The lower-case name used in states and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AimdPhase::Baseline => "baseline",
+            AimdPhase::Probing => "probing",
+            AimdPhase::Backoff => "backoff",
+            AimdPhase::Settling => "settling",
+            AimdPhase::Steady => "steady",
+            AimdPhase::Converged => "converged",
+        }
+    }
+}
+
+/// One judged window at one limit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Point {
+    limit: u32,
+    /// Measured in-flight (Little's law), > 0.
+    n: f64,
+    /// Throughput (completions/s), > 0.
+    x: f64,
+}
+
+/// Most points kept for the efficiency fit.
+const MAX_POINTS: usize = 64;
+
+/// The AIMD controller. See the module docs and `docs/controllers.md`.
+#[derive(Clone, Debug)]
+pub struct Aimd {
+    cfg: AimdConfig,
+    limits: Limits,
+    ceiling_ns: u64,
+    limit: u32,
+    batch: u32,
+    phase: AimdPhase,
+    reason: String,
+    /// Ticks accumulated into the window being built.
+    pending: Option<Sample>,
+    pending_ticks: u32,
+    // BASELINE
+    baseline_windows: u32,
+    baseline_acc: Sample,
+    baseline_p99: Option<u64>,
+    // PROBING
+    slow_start: bool,
+    prev_point: Option<Point>,
+    points: VecDeque<Point>,
+    /// Highest limit probing may reach (set by a latency backoff).
+    cap: Option<u32>,
+    // SETTLING / STEADY / CONVERGED
+    phase_elapsed: Duration,
+    after_settle: AimdPhase,
+    windows_in_phase: u32,
+    ewma_x: f64,
+    ewma_p99: f64,
+    reference: Option<(f64, f64)>,
+    down_count: u32,
+    up_count: u32,
+}
+
+impl Aimd {
+    /// An AIMD controller with `cfg` (bad values fall back to defaults; use
+    /// [`AimdConfig::validate`] to report them) within `limits`.
+    pub fn new(cfg: AimdConfig, limits: Limits) -> Self {
+        let cfg = cfg.sanitized();
+        let limits = limits.normalized();
+        let limit = limits.initial_in_flight;
+        let mut a = Aimd {
+            ceiling_ns: cfg.p99_ceiling_us.saturating_mul(1000),
+            limits,
+            limit,
+            batch: 1,
+            phase: AimdPhase::Baseline,
+            reason: format!("warming up at the initial limit {limit}"),
+            pending: None,
+            pending_ticks: 0,
+            baseline_windows: 0,
+            baseline_acc: Sample::default(),
+            baseline_p99: None,
+            slow_start: cfg.slow_start,
+            prev_point: None,
+            points: VecDeque::new(),
+            cap: None,
+            phase_elapsed: Duration::ZERO,
+            after_settle: AimdPhase::Steady,
+            windows_in_phase: 0,
+            ewma_x: 0.0,
+            ewma_p99: 0.0,
+            reference: None,
+            down_count: 0,
+            up_count: 0,
+            cfg,
+        };
+        a.batch = a.max_batch().min(a.cfg.target_sqes_per_enter.max(1));
+        a
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &AimdConfig {
+        &self.cfg
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> AimdPhase {
+        self.phase
+    }
+
+    /// The baseline P99 (ns) once BASELINE has finished.
+    pub fn baseline_p99_ns(&self) -> Option<u64> {
+        self.baseline_p99
+    }
+
+    /// The latency (ns) above which a window's P99 is a violation.
+    pub fn latency_threshold_ns(&self) -> u64 {
+        let mut t = self.ceiling_ns.max(1);
+        if let Some(b) = self.baseline_p99 {
+            let g = (b.max(1_000) as f64 * self.cfg.latency_guard_mult).min(u64::MAX as f64) as u64;
+            t = t.min(g);
+        }
+        t
+    }
+
+    fn max_batch(&self) -> u32 {
+        ((self.limit as f64 * self.cfg.max_batch_fraction) as u32).max(1)
+    }
+
+    fn decision(&self) -> Decision {
+        Decision {
+            in_flight_limit: self.limit,
+            batch_threshold: clamp_batch(self.batch.min(self.max_batch()), self.limit),
+        }
+    }
+
+    fn set_limit(&mut self, v: u32) {
+        self.limit = self.limits.clamp(v);
+        self.batch = self.batch.clamp(1, self.max_batch());
+    }
+
+    fn enter(&mut self, phase: AimdPhase, reason: String) {
+        self.phase = phase;
+        self.reason = reason;
+        self.phase_elapsed = Duration::ZERO;
+        self.windows_in_phase = 0;
+        self.pending = None;
+        self.pending_ticks = 0;
+        if matches!(phase, AimdPhase::Settling) {
+            self.reference = None;
+            self.down_count = 0;
+            self.up_count = 0;
+            self.ewma_x = 0.0;
+            self.ewma_p99 = 0.0;
+        }
+    }
+
+    fn settle(&mut self, next: AimdPhase, reason: String) {
+        self.after_settle = next;
+        self.enter(AimdPhase::Settling, reason);
+    }
+
+    fn app_limited(&self, w: &Sample) -> bool {
+        w.backlog == 0
+            && (w.in_flight_peak as f64) < self.limit as f64 * self.cfg.app_limited_fraction
+    }
+
+    fn point(&self, w: &Sample) -> Point {
+        let x = w.iops().max(1e-9);
+        let n = if w.in_flight_avg.is_finite() && w.in_flight_avg > 0.0 {
+            w.in_flight_avg
+        } else if w.in_flight_peak > 0 {
+            w.in_flight_peak as f64
+        } else {
+            self.limit as f64
+        };
+        Point {
+            limit: self.limit,
+            n,
+            x,
+        }
+    }
+
+    /// Multiplicative decrease (always strictly lower unless at the minimum).
+    fn backoff(&mut self, p99: u64, threshold: u64, why: &str) {
+        let old = self.limit;
+        let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
+        self.set_limit(cut.min(old.saturating_sub(1)));
+        let next = if self.baseline_p99.is_none() {
+            AimdPhase::Baseline
+        } else {
+            AimdPhase::Probing
+        };
+        self.points.clear();
+        self.prev_point = None;
+        self.slow_start = false;
+        self.after_settle = next;
+        self.enter(
+            AimdPhase::Backoff,
+            format!(
+                "{why}: P99 {} µs > {} µs; limit {old} -> {}",
+                p99 / 1000,
+                threshold / 1000,
+                self.limit
+            ),
+        );
+    }
+
+    /// Probing step on a judged window.
+    fn probe(&mut self, w: &Sample) {
+        if self.app_limited(w) {
+            self.reason = format!(
+                "app-limited: peak in-flight {} of limit {}, no backlog; holding",
+                w.in_flight_peak, self.limit
+            );
+            return;
+        }
+        let p = self.point(w);
+        let top = self.cap.unwrap_or(u32::MAX).min(self.limits.max_in_flight);
+        if self.slow_start {
+            if let Some(prev) = self.prev_point {
+                if prev.limit < p.limit {
+                    let dn = (p.n / prev.n).ln();
+                    let dx = (p.x / prev.x).ln();
+                    let eff = if dn > self.cfg.efficiency_min_span / 4.0 {
+                        dx / dn
+                    } else {
+                        0.0 // in-flight did not follow the limit: no gain
+                    };
+                    if eff < self.cfg.slow_start_exit_efficiency {
+                        self.slow_start = false;
+                        self.set_limit(prev.limit);
+                        self.points.clear();
+                        self.points.push_back(prev);
+                        self.prev_point = None;
+                        self.reason = format!(
+                            "slow start ended: efficiency {eff:.2} from {} to {}; back to {}, probing +{}",
+                            prev.limit, p.limit, self.limit, self.cfg.additive_increase
+                        );
+                        return;
+                    }
+                }
+            }
+            self.prev_point = Some(p);
+            if self.limit >= top {
+                self.reached_top(top);
+                return;
+            }
+            let grown = ((self.limit as f64) * self.cfg.slow_start_factor).ceil() as u32;
+            let next = grown
+                .max(self.limit.saturating_add(self.cfg.additive_increase))
+                .min(top);
+            let old = self.limit;
+            self.set_limit(next);
+            self.reason = format!("slow start: {old} -> {}", self.limit);
+            return;
+        }
+
+        if self.points.back().is_some_and(|b| b.limit == p.limit) {
+            self.points.pop_back();
+        }
+        self.points.push_back(p);
+        while self.points.len() > MAX_POINTS {
+            self.points.pop_front();
+        }
+        if let Some((eff, from)) = self.efficiency() {
+            if eff < self.cfg.efficiency_epsilon {
+                let pts: Vec<Point> = self.points.iter().skip(from).copied().collect();
+                let knee = hinge_knee(&pts).min(self.limit);
+                let old = self.limit;
+                self.set_limit(knee);
+                self.points.clear();
+                self.settle(
+                    AimdPhase::Steady,
+                    format!(
+                        "plateau: efficiency {eff:.2} over limits {}..{}; knee at {knee}, limit {old} -> {}",
+                        pts.first().map_or(0, |p| p.limit),
+                        pts.last().map_or(0, |p| p.limit),
+                        self.limit
+                    ),
+                );
+                return;
+            }
+        }
+        if self.limit >= top {
+            self.reached_top(top);
+            return;
+        }
+        let old = self.limit;
+        self.set_limit(
+            self.limit
+                .saturating_add(self.cfg.additive_increase)
+                .min(top),
+        );
+        self.reason = format!("probing: {old} -> {}", self.limit);
+    }
+
+    fn reached_top(&mut self, top: u32) {
+        let what = if Some(top) == self.cap && top < self.limits.max_in_flight {
+            "the limit that last violated the latency target, minus one"
+        } else {
+            "the maximum in-flight limit"
+        };
+        self.points.clear();
+        self.settle(
+            AimdPhase::Steady,
+            format!("probing reached {what} ({top}); holding"),
+        );
+    }
+
+    /// Log-log slope of throughput against measured in-flight over the most
+    /// recent points: at least `efficiency_window` of them and enough to span
+    /// `efficiency_min_span`. Returns the slope and the index of the first
+    /// point used; `None` while there is not enough data.
+    fn efficiency(&self) -> Option<(f64, usize)> {
+        let need = self.cfg.efficiency_window as usize;
+        let len = self.points.len();
+        if len < need {
+            return None;
+        }
+        let mut from = len - need;
+        loop {
+            let (mut lo, mut hi) = (f64::MAX, f64::MIN);
+            let (mut llo, mut lhi) = (u32::MAX, 0u32);
+            for p in self.points.iter().skip(from) {
+                lo = lo.min(p.n);
+                hi = hi.max(p.n);
+                llo = llo.min(p.limit);
+                lhi = lhi.max(p.limit);
+            }
+            let span = (hi / lo).ln();
+            let limit_span = (lhi as f64 / llo.max(1) as f64).ln();
+            if span >= self.cfg.efficiency_min_span {
+                return Some((log_log_slope(self.points.iter().skip(from)), from));
+            }
+            if limit_span >= self.cfg.efficiency_min_span
+                && span < self.cfg.efficiency_min_span / 4.0
+            {
+                // The limit grew but measured in-flight did not follow:
+                // more limit buys nothing.
+                return Some((0.0, from));
+            }
+            if from == 0 {
+                return None;
+            }
+            from -= 1;
+        }
+    }
+
+    /// STEADY / CONVERGED / SETTLING bookkeeping on a judged window.
+    fn watch(&mut self, w: &Sample) {
+        let x = w.iops();
+        let p99 = w.latency.p99_ns() as f64;
+        self.windows_in_phase += 1;
+        if self.phase == AimdPhase::Settling && self.windows_in_phase == 1 {
+            return; // the first window after a change is a transient
+        }
+        let a = self.cfg.smoothing;
+        if self.ewma_x <= 0.0 {
+            self.ewma_x = x;
+            self.ewma_p99 = p99;
+        } else {
+            self.ewma_x = a * x + (1.0 - a) * self.ewma_x;
+            self.ewma_p99 = a * p99 + (1.0 - a) * self.ewma_p99;
+        }
+        let Some((rx, rp)) = self.reference else {
+            let need =
+                self.cfg.change_windows.max(1) + u32::from(self.phase == AimdPhase::Settling);
+            if self.windows_in_phase >= need {
+                self.reference = Some((self.ewma_x, self.ewma_p99));
+            }
+            return;
+        };
+        if self.phase == AimdPhase::Settling || self.app_limited(w) {
+            self.down_count = 0;
+            self.up_count = 0;
+            return;
+        }
+        let fell = self.ewma_x < rx * (1.0 - self.cfg.change_throughput);
+        let slower = self.ewma_p99 > rp * (1.0 + self.cfg.change_p99);
+        let rose = self.ewma_x > rx * (1.0 + self.cfg.change_throughput);
+        self.down_count = if fell || slower {
+            self.down_count + 1
+        } else {
+            0
+        };
+        self.up_count = if rose { self.up_count + 1 } else { 0 };
+        let n = self.cfg.change_windows.max(1);
+        if self.down_count >= n {
+            let what = if fell {
+                format!(
+                    "throughput fell {:.0} % below the steady reference",
+                    (1.0 - self.ewma_x / rx) * 100.0
+                )
+            } else {
+                format!(
+                    "P99 rose to {:.1}x the steady reference",
+                    self.ewma_p99 / rp.max(1.0)
+                )
+            };
+            let old = self.limit;
+            let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
+            self.set_limit(cut.min(old.saturating_sub(1)));
+            self.cap = None;
+            self.points.clear();
+            self.prev_point = None;
+            self.slow_start = false;
+            self.after_settle = AimdPhase::Probing;
+            self.enter(
+                AimdPhase::Backoff,
+                format!("{what}; limit {old} -> {}, re-probing", self.limit),
+            );
+        } else if self.up_count >= n {
+            let gain = (self.ewma_x / rx - 1.0) * 100.0;
+            self.cap = None;
+            self.points.clear();
+            self.prev_point = None;
+            self.slow_start = self.cfg.slow_start;
+            self.enter(
+                AimdPhase::Probing,
+                format!("throughput rose {gain:.0} % above the steady reference; re-probing"),
+            );
+        }
+    }
+
+    /// Inner loop: nudge the batch threshold toward the target SQEs/enter.
+    fn tune_batch(&mut self, w: &Sample) {
+        let max = self.max_batch();
+        if w.enter_calls > 0 {
+            let spe = w.sqes_per_enter();
+            let target = self.cfg.target_sqes_per_enter.max(1) as f64;
+            if spe < target * 0.75 && !self.app_limited(w) {
+                self.batch = self.batch.saturating_add(1);
+            } else if spe > target * 1.25 {
+                self.batch = self.batch.saturating_sub(1);
+            }
+        }
+        self.batch = self.batch.clamp(1, max);
+    }
+
+    /// Phase timers (any tick, empty or not: they never change the limit).
+    fn advance_time(&mut self, interval: Duration) {
+        self.phase_elapsed += interval;
+        match self.phase {
+            AimdPhase::Settling
+                if self.phase_elapsed >= Duration::from_millis(self.cfg.settle_ms) =>
+            {
+                let next = self.after_settle;
+                let reason = match next {
+                    AimdPhase::Steady => format!("settled at {}", self.limit),
+                    AimdPhase::Baseline => {
+                        format!("settled; warming up again at {}", self.limit)
+                    }
+                    _ => format!(
+                        "settled at {}; probing +{}",
+                        self.limit, self.cfg.additive_increase
+                    ),
+                };
+                let (reference, ewx, ewp) = (self.reference, self.ewma_x, self.ewma_p99);
+                self.enter(next, reason);
+                if next == AimdPhase::Steady {
+                    // Keep what settling measured as the steady reference.
+                    self.reference = reference;
+                    self.ewma_x = ewx;
+                    self.ewma_p99 = ewp;
+                    self.windows_in_phase = self.cfg.change_windows;
+                }
+                if next == AimdPhase::Baseline {
+                    self.baseline_windows = 0;
+                    self.baseline_acc = Sample::default();
+                }
+            }
+            AimdPhase::Steady
+                if self.phase_elapsed >= Duration::from_millis(self.cfg.converge_ms) =>
+            {
+                let (reference, ewx, ewp, w) = (
+                    self.reference,
+                    self.ewma_x,
+                    self.ewma_p99,
+                    self.windows_in_phase,
+                );
+                self.enter(
+                    AimdPhase::Converged,
+                    format!("stable at {} for {} ms", self.limit, self.cfg.converge_ms),
+                );
+                self.reference = reference;
+                self.ewma_x = ewx;
+                self.ewma_p99 = ewp;
+                self.windows_in_phase = w;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Least-squares slope of ln x against ln n.
+fn log_log_slope<'a>(pts: impl Iterator<Item = &'a Point> + Clone) -> f64 {
+    let k = pts.clone().count() as f64;
+    if k < 2.0 {
+        return 0.0;
+    }
+    let (mut su, mut sv) = (0.0, 0.0);
+    for p in pts.clone() {
+        su += p.n.ln();
+        sv += p.x.ln();
+    }
+    let (mu, mv) = (su / k, sv / k);
+    let (mut cov, mut var) = (0.0, 0.0);
+    for p in pts {
+        let du = p.n.ln() - mu;
+        cov += du * (p.x.ln() - mv);
+        var += du * du;
+    }
+    if var > 0.0 {
+        cov / var
+    } else {
+        0.0
+    }
+}
+
+/// Knee of a "rise then flat" curve: the limit K minimising the squared error
+/// of `x ≈ a + b·min(limit, K)` over the points (ties: the smaller K).
+fn hinge_knee(pts: &[Point]) -> u32 {
+    let mut best = (f64::INFINITY, pts.first().map_or(1, |p| p.limit));
+    let mut cands: Vec<u32> = pts.iter().map(|p| p.limit).collect();
+    cands.sort_unstable();
+    cands.dedup();
+    for &k in &cands {
+        let m = pts.len() as f64;
+        let u: Vec<f64> = pts.iter().map(|p| p.limit.min(k) as f64).collect();
+        let mu = u.iter().sum::<f64>() / m;
+        let mx = pts.iter().map(|p| p.x).sum::<f64>() / m;
+        let (mut cov, mut var) = (0.0, 0.0);
+        for (ui, p) in u.iter().zip(pts) {
+            cov += (ui - mu) * (p.x - mx);
+            var += (ui - mu) * (ui - mu);
+        }
+        let b = if var > 0.0 { cov / var } else { 0.0 };
+        let sse: f64 = u
+            .iter()
+            .zip(pts)
+            .map(|(ui, p)| {
+                let e = p.x - (mx + b * (ui - mu));
+                e * e
+            })
+            .sum();
+        if sse < best.0 * (1.0 - 1e-12) {
+            best = (sse, k);
+        }
+    }
+    best.1
+}
+
+impl Controller for Aimd {
+    fn tick(&mut self, sample: &Sample) -> Decision {
+        if self.phase == AimdPhase::Backoff {
+            let next = self.after_settle;
+            let reason = std::mem::take(&mut self.reason);
+            self.settle(next, reason);
+        }
+        let idle = sample.completions == 0 && sample.in_flight_peak == 0 && sample.backlog == 0;
+        if !idle {
+            match &mut self.pending {
+                Some(p) => p.accumulate(sample),
+                None => self.pending = Some(sample.clone()),
+            }
+            self.pending_ticks += 1;
+        }
+        if sample.completions == 0 {
+            // An empty window never changes the limit.
+            self.advance_time(sample.interval);
+            return self.decision();
+        }
+
+        // Latency guard: this tick alone, or the window it completes.
+        let threshold = self.latency_threshold_ns();
+        let min = self.cfg.min_window_completions.max(1);
+        let tick_p99 = (sample.completions >= min).then(|| sample.latency.p99_ns());
+        let win_p99 = self
+            .pending
+            .as_ref()
+            .filter(|p| p.completions >= min)
+            .map(|p| p.latency.p99_ns());
+        if let Some(p99) = tick_p99.into_iter().chain(win_p99).find(|&p| p > threshold) {
+            let why = if p99 > self.ceiling_ns {
+                "P99 above the ceiling"
+            } else {
+                "P99 above the baseline guard"
+            };
+            if self.limit > self.limits.min_in_flight {
+                self.backoff(p99, threshold, why);
+            } else {
+                self.reason = format!(
+                    "{why} ({} µs > {} µs) but already at the minimum limit {}",
+                    p99 / 1000,
+                    threshold / 1000,
+                    self.limit
+                );
+                self.pending = None;
+                self.pending_ticks = 0;
+            }
+            return self.decision();
+        }
+
+        let judged = self.pending.as_ref().is_some_and(|p| p.completions >= min)
+            && self.pending_ticks >= self.cfg.min_window_ticks.max(1);
+        if judged {
+            let w = self.pending.take().unwrap_or_default();
+            self.pending_ticks = 0;
+            self.tune_batch(&w);
+            match self.phase {
+                AimdPhase::Baseline => {
+                    self.baseline_acc.accumulate(&w);
+                    self.baseline_windows += 1;
+                    if self.baseline_windows >= self.cfg.baseline_ticks {
+                        let acc = std::mem::take(&mut self.baseline_acc);
+                        let p99 = acc.latency.p99_ns();
+                        self.baseline_p99 = Some(self.baseline_p99.map_or(p99, |b| b.min(p99)));
+                        self.slow_start = self.cfg.slow_start;
+                        self.prev_point = None;
+                        self.points.clear();
+                        self.enter(
+                            AimdPhase::Probing,
+                            format!("baseline P99 {} µs at {}", p99 / 1000, self.limit),
+                        );
+                        let mut acc = acc;
+                        // Judge the baseline as one window at the initial limit.
+                        acc.backlog = acc.backlog.max(w.backlog);
+                        self.probe(&acc);
+                    } else {
+                        self.reason = format!(
+                            "warming up at {} ({}/{} windows)",
+                            self.limit, self.baseline_windows, self.cfg.baseline_ticks
+                        );
+                    }
+                }
+                AimdPhase::Probing => self.probe(&w),
+                AimdPhase::Settling | AimdPhase::Steady | AimdPhase::Converged => self.watch(&w),
+                AimdPhase::Backoff => {}
+            }
+        } else if self.phase != AimdPhase::Backoff {
+            self.reason = format!(
+                "accumulating a window: {} completions so far (need {min})",
+                self.pending.as_ref().map_or(0, |p| p.completions)
+            );
+        }
+        if self.phase != AimdPhase::Backoff {
+            self.advance_time(sample.interval);
+        }
+        self.decision()
+    }
+
+    fn state(&self) -> ControllerState {
+        ControllerState {
+            name: "aimd".into(),
+            phase: self.phase.as_str().into(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    fn current(&self) -> Decision {
+        self.decision()
+    }
+
+    fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits.normalized();
+        self.set_limit(self.limit);
+        if let Some(c) = self.cap {
+            self.cap = Some(self.limits.clamp(c));
+        }
+    }
+
+    fn set_p99_ceiling(&mut self, ceiling: Duration) {
+        self.ceiling_ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX).max(1);
+    }
+}
