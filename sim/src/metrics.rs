@@ -130,6 +130,7 @@ mod tests {
                 iops: 0.0,
                 p50_us: 0.0,
                 p99_us: if l > 50 { 2000.0 } else { 100.0 },
+                p99_plot_us: 0.0,
                 in_flight_avg: 0.0,
                 in_flight_peak: l / 2,
                 backlog: 0,

@@ -166,6 +166,22 @@ fn finite(points: &[(f64, f64)], log_y: bool) -> impl Iterator<Item = (f64, f64)
         .filter(move |(x, y)| x.is_finite() && y.is_finite() && (!log_y || *y > 0.0))
 }
 
+/// Log scale only pays off (and gets tick labels) over more than a decade
+/// or so: narrower data is drawn on a linear axis.
+fn use_log(panel: &Panel) -> bool {
+    if !panel.log_y {
+        return false;
+    }
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0_f64);
+    for s in &panel.series {
+        for (_, y) in finite(&s.points, true) {
+            lo = lo.min(y);
+            hi = hi.max(y);
+        }
+    }
+    lo.is_finite() && hi / lo >= 20.0
+}
+
 fn ranges(fig: &Figure, panel: &Panel) -> ((f64, f64), (f64, f64)) {
     let mut x = (f64::INFINITY, f64::NEG_INFINITY);
     for p in &fig.panels {
@@ -210,6 +226,28 @@ fn ranges(fig: &Figure, panel: &Panel) -> ((f64, f64), (f64, f64)) {
     (x, y)
 }
 
+/// Short axis labels: 1.5k, 2M, 0.25, 12.
+pub fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{}M", trim(v / 1e6))
+    } else if a >= 1e4 {
+        format!("{}k", trim(v / 1e3))
+    } else {
+        trim(v)
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.to_string()
+    }
+}
+
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 fn draw<DB: DrawingBackend>(
@@ -239,6 +277,18 @@ fn draw_panel<DB: DrawingBackend>(
     text: bool,
     last: bool,
 ) -> DrawResult<DB> {
+    let log = use_log(panel);
+    let linear;
+    let panel = if panel.log_y && !log {
+        linear = Panel {
+            log_y: false,
+            y_label: panel.y_label.replace(", log", ""),
+            ..panel.clone()
+        };
+        &linear
+    } else {
+        panel
+    };
     let ((x0, x1), (y0, y1)) = ranges(fig, panel);
     let mut b = ChartBuilder::on(area);
     b.margin(10);
@@ -271,7 +321,9 @@ where
         let mut mesh = chart.configure_mesh();
         mesh.light_line_style(RGBColor(235, 235, 235));
         if text {
-            mesh.y_desc(panel.y_label.as_str())
+            mesh.y_label_formatter(&|v: &f64| tick_label(*v))
+                .x_label_formatter(&|v: &f64| tick_label(*v))
+                .y_desc(panel.y_label.as_str())
                 .label_style((FONT_NAME, 14))
                 .axis_desc_style((FONT_NAME, 16));
             if last {
@@ -293,11 +345,17 @@ where
     let mut color_i = 0;
     for s in &panel.series {
         let pts: Vec<(f64, f64)> = finite(&s.points, panel.log_y).collect();
+        // Noisy series are drawn thin: the bitmap backend's wide-line
+        // polygons smear on long runs of steep, short segments.
+        let noisy = pts.len() > 2000;
         let (color, width) = if s.dashed {
             (BLACK, 1)
         } else {
             color_i += 1;
-            (PALETTE[(color_i - 1) % PALETTE.len()], 2)
+            (
+                PALETTE[(color_i - 1) % PALETTE.len()],
+                if noisy { 1 } else { 2 },
+            )
         };
         let style = ShapeStyle::from(&color).stroke_width(width);
         let series = if s.dashed {
@@ -381,6 +439,16 @@ mod tests {
             ],
             vlines: vec![(0.5, "step".into())],
         }
+    }
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(2_000_000.0), "2M");
+        assert_eq!(tick_label(250_000.0), "250k");
+        assert_eq!(tick_label(1500.0), "1500");
+        assert_eq!(tick_label(0.25), "0.25");
+        assert_eq!(tick_label(12.0), "12");
+        assert_eq!(tick_label(0.0), "0");
     }
 
     #[test]

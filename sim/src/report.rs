@@ -253,7 +253,7 @@ pub fn figure(r: &ScenarioReport) -> Figure {
         ..Panel::default()
     };
     let mut p99 = Panel {
-        y_label: "P99 per tick (µs, log)".into(),
+        y_label: "P99 (µs, log)".into(),
         log_y: true,
         ..Panel::default()
     };
@@ -279,8 +279,8 @@ pub fn figure(r: &ScenarioReport) -> Figure {
             points: run
                 .ticks
                 .iter()
-                .filter(|t| t.p99_us > 0.0)
-                .map(|t| (t.t_s, t.p99_us))
+                .filter(|t| t.p99_plot_us > 0.0)
+                .map(|t| (t.t_s, t.p99_plot_us))
                 .collect(),
             dashed: false,
         });

@@ -151,6 +151,10 @@ pub struct TickPoint {
     pub p50_us: f64,
     /// P99 latency of the tick, µs (0 if no completions).
     pub p99_us: f64,
+    /// P99 for plots, µs: of this tick when it had at least
+    /// [`PLOT_MIN_COMPLETIONS`] completions, else of the ticks accumulated
+    /// until they had (the previous value is repeated meanwhile).
+    pub p99_plot_us: f64,
     /// Time-averaged in-flight.
     pub in_flight_avg: f64,
     /// Peak in-flight.
@@ -207,6 +211,9 @@ pub struct RunResult {
     /// Events processed (a measure of simulation cost).
     pub events: u64,
 }
+
+/// Completions a plotted P99 rests on at least (see [`TickPoint::p99_plot_us`]).
+pub const PLOT_MIN_COMPLETIONS: u64 = 100;
 
 struct Runner {
     sched: Sched,
@@ -331,6 +338,8 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
         })
         .collect();
     let mut events = 0u64;
+    let mut plot_acc = HistogramSnapshot::default();
+    let mut plot_p99 = 0.0;
     while let Some(ev) = r.sched.pop_until(end) {
         events += 1;
         match ev {
@@ -378,6 +387,11 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                         w.seconds += interval;
                     }
                 }
+                plot_acc.merge(&sample.latency);
+                if plot_acc.count() >= PLOT_MIN_COMPLETIONS {
+                    plot_p99 = plot_acc.p99_ns() as f64 / 1e3;
+                    plot_acc = HistogramSnapshot::default();
+                }
                 ticks.push(TickPoint {
                     t_s,
                     limit: r.limit,
@@ -385,6 +399,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                     iops,
                     p50_us: sample.latency.p50_ns() as f64 / 1e3,
                     p99_us: sample.latency.p99_ns() as f64 / 1e3,
+                    p99_plot_us: plot_p99,
                     in_flight_avg: sample.in_flight_avg,
                     in_flight_peak: sample.in_flight_peak,
                     backlog: sample.backlog,

@@ -25,9 +25,10 @@ struct Cli {
     #[arg(long, value_delimiter = ',')]
     scenario: Vec<String>,
     /// Controllers, comma-separated: `aimd`, `fixed:64`, `fixed:64:8`,
-    /// `replay:trace.jsonl`.
-    #[arg(long, value_delimiter = ',', default_value = "aimd")]
-    controllers: Vec<String>,
+    /// `replay:trace.jsonl`, or a JSON `ControllerConfig` such as
+    /// `{"policy":"aimd","backoff_factor":0.9}` (commas inside braces are kept).
+    #[arg(long, default_value = "aimd")]
+    controllers: String,
     /// An auraio JSON-lines trace with `io` records: adds scenario `trace`
     /// (closed loop on a device replaying its depth-conditioned latencies).
     #[arg(long)]
@@ -96,7 +97,7 @@ fn real_main() -> Result<ExitCode> {
     let start = Instant::now();
 
     let mut controllers: Vec<ControllerConfig> = Vec::new();
-    for c in &cli.controllers {
+    for c in split_top_level(&cli.controllers) {
         let c = c.trim();
         if c.is_empty() {
             continue;
@@ -241,6 +242,27 @@ fn real_main() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Split on commas that are not inside `{…}` or `[…]` (JSON configs).
+fn split_top_level(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut cur = String::new();
+    for ch in s.chars() {
+        match ch {
+            '{' | '[' => depth += 1,
+            '}' | ']' => depth -= 1,
+            ',' if depth <= 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(ch);
+    }
+    out.push(cur);
+    out
+}
+
 fn print_profile(p: &EmpiricalProfile) {
     println!("{}: {} depth level(s)", p.name, p.levels.len());
     for l in &p.levels {
@@ -251,5 +273,20 @@ fn print_profile(p: &EmpiricalProfile) {
             l.mean_ns / 1e3,
             l.depth / (l.mean_ns.max(1.0) * 1e-9)
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_top_level;
+
+    #[test]
+    fn splits_outside_json() {
+        assert_eq!(split_top_level("aimd,fixed:64"), vec!["aimd", "fixed:64"]);
+        assert_eq!(
+            split_top_level(r#"{"policy":"fixed","in_flight":4,"batch":2},aimd"#),
+            vec![r#"{"policy":"fixed","in_flight":4,"batch":2}"#, "aimd"]
+        );
+        assert_eq!(split_top_level(""), vec![""]);
     }
 }
