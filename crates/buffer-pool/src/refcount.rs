@@ -101,7 +101,7 @@ impl<T> Counted<T> {
     }
 
     /// Whether two counts refer to the same value.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn ptr_eq(a: &Self, b: &Self) -> bool {
         a.ptr == b.ptr
     }
