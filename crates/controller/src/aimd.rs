@@ -436,20 +436,25 @@ impl Aimd {
                         0.0 // in-flight did not follow the limit: no gain
                     };
                     if eff < self.cfg.slow_start_exit_efficiency {
+                        self.points.push_back(p);
+                        let knee = slow_start_knee(self.points.make_contiguous(), prev.limit);
                         self.slow_start = false;
-                        self.set_limit(prev.limit);
+                        self.set_limit(knee);
                         self.points.clear();
-                        self.points.push_back(prev);
                         self.prev_point = None;
                         self.reason = format!(
-                            "slow start ended: efficiency {eff:.2} from {} to {}; back to {}, probing +{}",
-                            prev.limit, p.limit, self.limit, self.cfg.additive_increase
+                            "slow start ended: efficiency {eff:.2} from {} to {}; knee estimate {knee}, probing +{} from {}",
+                            prev.limit, p.limit, self.cfg.additive_increase, self.limit
                         );
                         return;
                     }
                 }
             }
             self.prev_point = Some(p);
+            self.points.push_back(p);
+            while self.points.len() > MAX_POINTS {
+                self.points.pop_front();
+            }
             if self.limit >= top {
                 self.reached_top(top);
                 return;
@@ -727,23 +732,36 @@ fn log_log_slope<'a>(pts: impl Iterator<Item = &'a Point> + Clone) -> f64 {
 }
 
 /// Knee of a "rise then flat" curve: the limit K minimising the squared error
-/// of `x ≈ a + b·min(limit, K)` over the points (ties: the smaller K).
+/// of `x ≈ a + b·min(limit, K)` over the points (ties: the smaller K). The
+/// hinge must explain the data clearly better than a flat line (F statistic
+/// above 10), else the data is flat and the knee is the lowest limit.
 fn hinge_knee(pts: &[Point]) -> u32 {
-    let mut best = (f64::INFINITY, pts.first().map_or(1, |p| p.limit));
+    let lowest = pts.iter().map(|p| p.limit).min().unwrap_or(1);
+    let m = pts.len() as f64;
+    if pts.len() < 4 {
+        return lowest;
+    }
+    let mx = pts.iter().map(|p| p.x).sum::<f64>() / m;
+    let sse0: f64 = pts.iter().map(|p| (p.x - mx) * (p.x - mx)).sum();
+    let mut best = (sse0, lowest);
     let mut cands: Vec<u32> = pts.iter().map(|p| p.limit).collect();
     cands.sort_unstable();
     cands.dedup();
     for &k in &cands {
-        let m = pts.len() as f64;
         let u: Vec<f64> = pts.iter().map(|p| p.limit.min(k) as f64).collect();
         let mu = u.iter().sum::<f64>() / m;
-        let mx = pts.iter().map(|p| p.x).sum::<f64>() / m;
         let (mut cov, mut var) = (0.0, 0.0);
         for (ui, p) in u.iter().zip(pts) {
             cov += (ui - mu) * (p.x - mx);
             var += (ui - mu) * (ui - mu);
         }
-        let b = if var > 0.0 { cov / var } else { 0.0 };
+        if var <= 0.0 {
+            continue;
+        }
+        let b = cov / var;
+        if b <= 0.0 {
+            continue; // falling with depth is not a knee
+        }
         let sse: f64 = u
             .iter()
             .zip(pts)
@@ -756,7 +774,36 @@ fn hinge_knee(pts: &[Point]) -> u32 {
             best = (sse, k);
         }
     }
-    best.1
+    let (sse1, k) = best;
+    if k == lowest || sse0 <= 0.0 {
+        return lowest;
+    }
+    let f = (sse0 - sse1) / (sse1 / (m - 3.0)).max(f64::MIN_POSITIVE);
+    if f > 10.0 {
+        k
+    } else {
+        lowest
+    }
+}
+
+/// Where slow start overshot to: the knee is estimated by extending the
+/// last point that was clearly below the best throughput linearly (as if
+/// throughput still scaled with depth) up to the best throughput, i.e.
+/// Little's law at constant latency. Bounded by that point and by `prev`,
+/// the last level that still scaled well. All flat: the lowest level.
+fn slow_start_knee(pts: &[Point], prev: u32) -> u32 {
+    let x_max = pts.iter().map(|p| p.x).fold(0.0, f64::max);
+    let below = pts
+        .iter()
+        .rev()
+        .find(|p| p.limit < prev && p.x < 0.97 * x_max);
+    match below {
+        Some(a) => {
+            let k = (a.limit as f64 * x_max / a.x).round();
+            (k.min(prev as f64) as u32).max(a.limit)
+        }
+        None => pts.iter().map(|p| p.limit).min().unwrap_or(prev).min(prev),
+    }
 }
 
 impl Controller for Aimd {
