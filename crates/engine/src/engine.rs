@@ -1,0 +1,1263 @@
+//! [`Engine`]: the shared core behind both faces (callbacks and futures).
+
+use std::cell::Cell;
+use std::fs::File;
+use std::io::{self, BufWriter};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use auraio_controller::{
+    ControllerState, Decision, IoRecord, Sample, TickRecord, TraceHeader, TraceWriter,
+};
+use auraio_ring::{Completion, IoBufMut, Ring, RingConfig, RingKind};
+
+use crate::config::{EngineBuilder, ReaperMode, RingSelection};
+use crate::error::{shutdown_error, SubmitError};
+use crate::future::OpFuture;
+use crate::op_state::{Deliver, OpCtl, OpHandle, OpInfo, Target};
+use crate::request::{clone_error, fail_op, AsIoFd, BufResult, FixedFile, Request};
+use crate::shard::{Shard, Work};
+
+/// How long a background reaper blocks in the kernel before re-checking for
+/// shutdown (it is also woken by a NOP at shutdown).
+const REAPER_WAIT: Duration = Duration::from_millis(50);
+/// Longest single block in [`Engine::wait`] before re-checking all rings.
+const WAIT_SLICE: Duration = Duration::from_millis(20);
+/// Block slice when several rings have ops in flight (the caller can only
+/// block on one ring at a time).
+const MULTI_RING_SLICE: Duration = Duration::from_millis(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct Threads {
+    tick: Option<JoinHandle<()>>,
+    reapers: Vec<JoinHandle<()>>,
+}
+
+type TraceSink = TraceWriter<BufWriter<File>>;
+
+/// State shared by every handle, the tick and reaper threads and futures.
+pub(crate) struct Shared {
+    pub(crate) rings: Vec<Shard>,
+    selection: RingSelection,
+    rr: AtomicUsize,
+    pub(crate) closed: AtomicBool,
+    start: Instant,
+    tick: Duration,
+    stop_tick: Mutex<bool>,
+    stop_cv: Condvar,
+    threads: Mutex<Threads>,
+    reapers_started: AtomicBool,
+    reaper_mode: ReaperMode,
+    pub(crate) batch_override: AtomicU32,
+    trace: Option<Mutex<TraceSink>>,
+    trace_io_every: u32,
+    trace_errors: AtomicU64,
+    panic_reported: AtomicBool,
+    stop_run: AtomicBool,
+    pub(crate) controller_name: String,
+    wait_cursor: AtomicUsize,
+}
+
+impl Shared {
+    pub(crate) fn now_ns(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn uptime(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    pub(crate) fn id(&self) -> usize {
+        self as *const Shared as usize
+    }
+
+    pub(crate) fn trace_errors(&self) -> u64 {
+        self.trace_errors.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn trace_io(&self, ring: u32, info: &OpInfo, latency_ns: u64, result: i32) {
+        if let Some(t) = &self.trace {
+            let rec = IoRecord {
+                ring,
+                t_submit_ns: info.submit_ns,
+                latency_ns,
+                op: info.kind.name().to_string(),
+                len: info.len,
+                in_flight_at_submit: info.in_flight_at_submit,
+                result: i64::from(result),
+            };
+            if lock(t).io(&rec).is_err() {
+                self.trace_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn trace_tick(
+        &self,
+        ring: u32,
+        sample: &Sample,
+        decision: Decision,
+        state: &ControllerState,
+    ) {
+        if let Some(t) = &self.trace {
+            let rec = TickRecord {
+                ring,
+                sample: sample.clone(),
+                decision,
+                state: state.clone(),
+            };
+            if lock(t).tick(&rec).is_err() {
+                self.trace_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn report_panic(&self, ring: u32, msg: &str) {
+        if !self.panic_reported.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "auraio: a completion callback panicked on ring {ring} ({msg}); the engine \
+                 keeps running. Later panics are only counted (EngineStats::callback_panics)."
+            );
+        }
+    }
+
+    fn pending(&self) -> u64 {
+        self.rings
+            .iter()
+            .map(|s| s.pending.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Starts one reaper thread per ring (once).
+    fn start_reapers(self: &Arc<Self>) -> io::Result<()> {
+        if self.reapers_started.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut handles = Vec::with_capacity(self.rings.len());
+        for idx in 0..self.rings.len() {
+            let sh = Arc::clone(self);
+            let h = thread::Builder::new()
+                .name(format!("auraio-reap-{idx}"))
+                .spawn(move || reaper_loop(sh, idx))?;
+            handles.push(h);
+        }
+        lock(&self.threads).reapers.extend(handles);
+        Ok(())
+    }
+
+    pub(crate) fn cancel(&self, ctl: &Arc<OpCtl>) -> io::Result<()> {
+        if ctl.owner != self.id() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "this operation belongs to another engine",
+            ));
+        }
+        match self.rings.get(ctl.ring as usize) {
+            Some(shard) => shard.cancel(self, ctl),
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "operation handle names no ring of this engine",
+            )),
+        }
+    }
+
+    /// Stops the threads, fails the backlog, drains every ring; every
+    /// accepted op gets its one completion. Idempotent.
+    pub(crate) fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        *lock(&self.stop_tick) = true;
+        self.stop_cv.notify_all();
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        let me = thread::current().id();
+        if let Some(t) = threads.tick {
+            if t.thread().id() != me {
+                let _ = t.join();
+            }
+        }
+        // Wake reapers blocked in the kernel.
+        for shard in &self.rings {
+            let _ = shard.with_ring(|r| r.notify());
+        }
+        for shard in &self.rings {
+            shard.shutdown(self);
+        }
+        for r in threads.reapers {
+            if r.thread().id() != me {
+                let _ = r.join();
+            }
+        }
+        if let Some(t) = &self.trace {
+            if lock(t).flush().is_err() {
+                self.trace_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn reaper_loop(sh: Arc<Shared>, idx: usize) {
+    let shard = &sh.rings[idx];
+    let mut buf: Vec<Completion<Target>> = Vec::with_capacity(64);
+    let mut reported = false;
+    while !sh.closed.load(Ordering::Acquire) {
+        match shard.poll(&sh, &mut buf) {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => {
+                if !reported {
+                    eprintln!("auraio: reaper for ring {idx}: poll failed: {e}");
+                    reported = true;
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        if sh.closed.load(Ordering::Acquire) {
+            break;
+        }
+        if shard.waiter.wait(1, Some(REAPER_WAIT)).is_err() {
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn tick_loop(sh: Arc<Shared>) {
+    let mut next = Instant::now() + sh.tick;
+    loop {
+        {
+            let mut stop = lock(&sh.stop_tick);
+            loop {
+                if *stop {
+                    return;
+                }
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                stop = sh
+                    .stop_cv
+                    .wait_timeout(stop, next - now)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        }
+        let now_i = Instant::now();
+        next += sh.tick;
+        if next < now_i {
+            next = now_i + sh.tick;
+        }
+        let now = sh.start.elapsed();
+        for shard in &sh.rings {
+            shard.tick(&sh, now);
+        }
+    }
+}
+
+/// Shuts the engine down when the last [`Engine`] clone is dropped.
+struct Handle {
+    sh: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.sh.shutdown();
+    }
+}
+
+thread_local! {
+    static POLL_BUF: Cell<Vec<Completion<Target>>> = const { Cell::new(Vec::new()) };
+}
+
+/// A self-tuning io_uring engine: one ring per CPU (by default), each with
+/// its own controller choosing the in-flight limit and batch size.
+///
+/// `Send + Sync` and cheap to clone (all clones share one engine); many
+/// threads may submit at once. Dropping the last clone shuts it down: the
+/// backlog fails with `ECANCELED`, in-flight ops are cancelled or drained,
+/// and every accepted op still gets its one completion.
+///
+/// Two faces over one core:
+/// - callbacks: [`read`](Self::read), [`write`](Self::write), ... and
+///   [`submit`](Self::submit); callbacks run in [`poll`](Self::poll),
+///   [`wait`](Self::wait), [`run`](Self::run) (or on the reaper threads when
+///   they run, see [`ReaperMode`]). Never under an engine lock: a callback
+///   may submit more I/O.
+/// - futures: [`read_at`](Self::read_at), [`write_at`](Self::write_at), ...
+///   and [`call`](Self::call); they work on any executor.
+#[derive(Clone)]
+pub struct Engine {
+    handle: Arc<Handle>,
+    pinned: Option<usize>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rings", &self.sh().rings.len())
+            .field("pinned", &self.pinned)
+            .field("closed", &self.sh().closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+macro_rules! cb_op {
+    ($(#[$m:meta])* $name:ident ( $($arg:ident : $ty:ty),* ) -> $out:ty, $req:expr) => {
+        $(#[$m])*
+        pub fn $name<F>(&self, $($arg: $ty,)* cb: F) -> Result<OpHandle, SubmitError<$out>>
+        where
+            F: FnOnce($out) + Send + 'static,
+        {
+            self.submit($req, cb)
+        }
+    };
+}
+
+impl Engine {
+    /// An engine with every default: one ring per online CPU, AIMD per ring,
+    /// 1024 slots per ring, the in-flight limit starting low and tuned.
+    pub fn new() -> io::Result<Engine> {
+        EngineBuilder::default().build()
+    }
+
+    /// A builder for every knob.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    pub(crate) fn from_builder(b: EngineBuilder) -> io::Result<Engine> {
+        let n = match b.rings {
+            Some(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "an engine needs at least one ring",
+                ))
+            }
+            Some(n) => n,
+            None => thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        if b.queue_depth == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "queue depth must be at least 1",
+            ));
+        }
+        let mut shards = Vec::with_capacity(n);
+        let mut controller_name = String::new();
+        let mut capacity = 0;
+        for i in 0..n {
+            let cfg = RingConfig {
+                sq_entries: b.queue_depth,
+                cq_entries: None,
+                sqpoll_idle: b.sqpoll.then_some(b.sqpoll_idle),
+                batch_threshold: b.batch_threshold.unwrap_or(8).max(1),
+                eventfd: b.eventfd,
+            };
+            let ring: Ring<Target> = Ring::new(&cfg)?;
+            let cap = ring.capacity();
+            capacity = cap;
+            let max = b.max_in_flight.unwrap_or(cap).min(cap);
+            let limits = auraio_controller::Limits::new(b.min_in_flight, max, b.initial_in_flight);
+            let mut ctl = match &b.factory {
+                Some(f) => f(i),
+                None => b
+                    .controller
+                    .build(limits)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?,
+            };
+            ctl.set_limits(limits);
+            if let Some(p) = b.max_p99 {
+                ctl.set_p99_ceiling(p);
+            }
+            if i == 0 {
+                controller_name = ctl.state().name;
+            }
+            shards.push(Shard::new(i as u32, ring, ctl, limits)?);
+        }
+        let tick = b.tick.max(Duration::from_millis(1));
+        let trace = match &b.trace_path {
+            Some(p) => {
+                let f = File::create(p).map_err(|e| {
+                    io::Error::new(e.kind(), format!("creating trace {}: {e}", p.display()))
+                })?;
+                let mut header = TraceHeader::new(
+                    controller_name.clone(),
+                    n as u32,
+                    capacity,
+                    u64::try_from(tick.as_millis()).unwrap_or(u64::MAX),
+                );
+                header.note = b.trace_note.clone();
+                Some(Mutex::new(TraceWriter::new(BufWriter::new(f), header)?))
+            }
+            None => None,
+        };
+        let sh = Arc::new(Shared {
+            rings: shards,
+            selection: b.ring_selection,
+            rr: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            start: Instant::now(),
+            tick,
+            stop_tick: Mutex::new(false),
+            stop_cv: Condvar::new(),
+            threads: Mutex::new(Threads::default()),
+            reapers_started: AtomicBool::new(false),
+            reaper_mode: b.reaper,
+            batch_override: AtomicU32::new(b.batch_threshold.map_or(0, |n| n.max(1))),
+            trace,
+            trace_io_every: b.trace_io_every,
+            trace_errors: AtomicU64::new(0),
+            panic_reported: AtomicBool::new(false),
+            stop_run: AtomicBool::new(false),
+            controller_name,
+            wait_cursor: AtomicUsize::new(0),
+        });
+        if let Some(n) = b.batch_threshold {
+            for shard in &sh.rings {
+                shard
+                    .batch
+                    .store(n.clamp(1, shard.capacity.max(1)), Ordering::Relaxed);
+                shard.apply(&sh);
+            }
+        }
+        // From here on, dropping `engine` shuts everything down cleanly.
+        let engine = Engine {
+            handle: Arc::new(Handle {
+                sh: Arc::clone(&sh),
+            }),
+            pinned: None,
+        };
+        let ticker = Arc::clone(&sh);
+        let t = thread::Builder::new()
+            .name("auraio-tick".into())
+            .spawn(move || tick_loop(ticker))?;
+        lock(&sh.threads).tick = Some(t);
+        if b.reaper == ReaperMode::Always {
+            sh.start_reapers()?;
+        }
+        Ok(engine)
+    }
+
+    pub(crate) fn sh(&self) -> &Arc<Shared> {
+        &self.handle.sh
+    }
+
+    /// Number of rings.
+    pub fn ring_count(&self) -> usize {
+        self.sh().rings.len()
+    }
+
+    /// A handle (sharing this engine) whose submissions all go to ring
+    /// `ring`: the caller-chosen ring selection.
+    pub fn on_ring(&self, ring: usize) -> io::Result<Engine> {
+        if ring >= self.ring_count() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "ring {ring} out of range (engine has {})",
+                    self.ring_count()
+                ),
+            ));
+        }
+        Ok(Engine {
+            handle: Arc::clone(&self.handle),
+            pinned: Some(ring),
+        })
+    }
+
+    /// The kind each ring got (`SqPoll` only when asked for and permitted).
+    pub fn ring_kind(&self, ring: usize) -> Option<RingKind> {
+        self.sh().rings.get(ring).map(|s| s.kind)
+    }
+
+    /// The eventfd the kernel signals when ring `ring` posts completions
+    /// (when built with [`EngineBuilder::eventfd`]). Register it with a
+    /// reactor and call [`poll`](Self::poll) when it is readable (read it to
+    /// reset it).
+    pub fn eventfd(&self, ring: usize) -> Option<RawFd> {
+        self.sh().rings.get(ring).and_then(|s| s.eventfd)
+    }
+
+    fn pick(&self) -> usize {
+        if let Some(p) = self.pinned {
+            return p;
+        }
+        let sh = self.sh();
+        let n = sh.rings.len();
+        if n <= 1 {
+            return 0;
+        }
+        match sh.selection {
+            RingSelection::CurrentCpu => {
+                // SAFETY: sched_getcpu has no preconditions.
+                let cpu = unsafe { libc::sched_getcpu() };
+                if cpu >= 0 {
+                    cpu as usize % n
+                } else {
+                    sh.rr.fetch_add(1, Ordering::Relaxed) % n
+                }
+            }
+            RingSelection::RoundRobin => sh.rr.fetch_add(1, Ordering::Relaxed) % n,
+        }
+    }
+
+    fn target(
+        &self,
+        shard: &Shard,
+        ctl: &Arc<OpCtl>,
+        deliver: Deliver,
+        op: &auraio_ring::Op,
+    ) -> Target {
+        Target {
+            ctl: Arc::clone(ctl),
+            deliver,
+            info: OpInfo {
+                kind: op.kind(),
+                len: op.len(),
+                submit_ns: 0,
+                in_flight_at_submit: 0,
+                traced: shard.sample_io(self.sh().trace_io_every),
+            },
+        }
+    }
+
+    /// Submits one request; `deliver` is built from its converter.
+    fn submit_single<O: 'static>(
+        &self,
+        req: Request<O>,
+        deliver: impl FnOnce(crate::request::Conv<O>) -> Deliver,
+    ) -> Result<Arc<OpCtl>, SubmitError<O>> {
+        let Request {
+            op,
+            pre_error,
+            timeout,
+            conv,
+        } = req;
+        if let Some(e) = pre_error {
+            return Err(SubmitError::new(clone_error(&e), fail_op(op, conv, e)));
+        }
+        let sh = self.sh();
+        if sh.closed.load(Ordering::Acquire) {
+            let e = shutdown_error();
+            return Err(SubmitError::new(shutdown_error(), fail_op(op, conv, e)));
+        }
+        let idx = self.pick();
+        let shard = &sh.rings[idx];
+        let ctl = OpCtl::new(idx as u32, sh.id());
+        let target = self.target(shard, &ctl, deliver(conv), &op);
+        shard.pending.fetch_add(1, Ordering::Relaxed);
+        match shard.submit(
+            sh,
+            Work::Single {
+                op,
+                target,
+                timeout,
+            },
+        ) {
+            Ok(()) => Ok(ctl),
+            Err((work, e)) => {
+                shard.pending.fetch_sub(1, Ordering::Relaxed);
+                let op = match work {
+                    Work::Single { op, .. } => op,
+                    Work::Linked { first, .. } => first.0,
+                };
+                let out = fail_op(op, conv, clone_error(&e));
+                Err(SubmitError::new(e, out))
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn submit_pair<A: 'static, B: 'static>(
+        &self,
+        first: Request<A>,
+        da: impl FnOnce(crate::request::Conv<A>) -> Deliver,
+        second: Request<B>,
+        db: impl FnOnce(crate::request::Conv<B>) -> Deliver,
+    ) -> Result<(Arc<OpCtl>, Arc<OpCtl>), SubmitError<(A, B)>> {
+        let fail = |a: Request<A>, b: Request<B>, e: io::Error| {
+            let out = (a.fail(clone_error(&e)), b.fail(clone_error(&e)));
+            SubmitError::new(e, out)
+        };
+        if let Some(e) = first.pre_error.as_ref().or(second.pre_error.as_ref()) {
+            let e = clone_error(e);
+            return Err(fail(first, second, e));
+        }
+        if first.timeout.is_some() || second.timeout.is_some() {
+            let e = io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "per-op timeouts cannot be combined with linked operations",
+            );
+            return Err(fail(first, second, e));
+        }
+        let sh = self.sh();
+        if sh.closed.load(Ordering::Acquire) {
+            return Err(fail(first, second, shutdown_error()));
+        }
+        let idx = self.pick();
+        let shard = &sh.rings[idx];
+        let (ca, cb) = (
+            OpCtl::new(idx as u32, sh.id()),
+            OpCtl::new(idx as u32, sh.id()),
+        );
+        let (conv_a, conv_b) = (first.conv, second.conv);
+        let ta = self.target(shard, &ca, da(conv_a), &first.op);
+        let tb = self.target(shard, &cb, db(conv_b), &second.op);
+        shard.pending.fetch_add(2, Ordering::Relaxed);
+        let work = Work::Linked {
+            first: (first.op, ta),
+            second: (second.op, tb),
+        };
+        match shard.submit(sh, work) {
+            Ok(()) => Ok((ca, cb)),
+            Err((work, e)) => {
+                shard.pending.fetch_sub(2, Ordering::Relaxed);
+                let (oa, ob) = match work {
+                    Work::Linked { first, second } => (first.0, second.0),
+                    // Not produced for linked work; keep the buffers anyway.
+                    Work::Single { op, .. } => (op, auraio_ring::Op::Nop),
+                };
+                let out = (
+                    fail_op(oa, conv_a, clone_error(&e)),
+                    fail_op(ob, conv_b, clone_error(&e)),
+                );
+                Err(SubmitError::new(e, out))
+            }
+        }
+    }
+
+    // ----- generic faces --------------------------------------------------
+
+    /// Submits `req`; `cb` gets its output once it completes.
+    ///
+    /// Contract: `Err` means nothing was submitted and `cb` will never be
+    /// called (the error carries the output, with the buffers); `Ok` means
+    /// `cb` will be called exactly once: with the result, or with
+    /// `ECANCELED` if the op is cancelled or the engine shuts down first.
+    /// A panic in `cb` is caught and counted; the engine keeps working.
+    pub fn submit<O, F>(&self, req: Request<O>, cb: F) -> Result<OpHandle, SubmitError<O>>
+    where
+        O: 'static,
+        F: FnOnce(O) + Send + 'static,
+    {
+        self.submit_single(req, |conv| {
+            Deliver::Callback(Box::new(move |r, res| cb(conv(r, res))))
+        })
+        .map(|ctl| OpHandle { ctl })
+    }
+
+    /// Submits two requests linked (`IOSQE_IO_LINK`): `second` starts only
+    /// after `first` succeeded, else it completes with `ECANCELED`. Each gets
+    /// its own callback; same contract as [`submit`](Self::submit).
+    /// Per-op timeouts cannot be combined with links.
+    #[allow(clippy::type_complexity)]
+    pub fn submit_linked<A, B, FA, FB>(
+        &self,
+        first: Request<A>,
+        cb_first: FA,
+        second: Request<B>,
+        cb_second: FB,
+    ) -> Result<(OpHandle, OpHandle), SubmitError<(A, B)>>
+    where
+        A: 'static,
+        B: 'static,
+        FA: FnOnce(A) + Send + 'static,
+        FB: FnOnce(B) + Send + 'static,
+    {
+        self.submit_pair(
+            first,
+            |conv| Deliver::Callback(Box::new(move |r, res| cb_first(conv(r, res)))),
+            second,
+            |conv| Deliver::Callback(Box::new(move |r, res| cb_second(conv(r, res)))),
+        )
+        .map(|(a, b)| (OpHandle { ctl: a }, OpHandle { ctl: b }))
+    }
+
+    fn ensure_reaper(&self) {
+        let sh = self.sh();
+        if sh.reaper_mode == ReaperMode::Auto && !sh.reapers_started.load(Ordering::Acquire) {
+            if let Err(e) = sh.start_reapers() {
+                eprintln!("auraio: could not start reaper threads: {e}");
+            }
+        }
+    }
+
+    /// Submits `req` and returns a future for its output. The op is
+    /// submitted now (not at the first poll). Dropping the future before it
+    /// completes cancels the op; the engine keeps its buffers until the
+    /// kernel's completion arrives. Works on any executor: completions are
+    /// driven by the reaper threads (started on first use, see
+    /// [`ReaperMode`]).
+    pub fn call<O: 'static>(&self, req: Request<O>) -> OpFuture<O> {
+        self.ensure_reaper();
+        let conv = req.conv;
+        match self.submit_single(req, |_| Deliver::Future) {
+            Ok(ctl) => OpFuture::pending(ctl, Arc::clone(self.sh()), conv),
+            Err(e) => OpFuture::ready(e.into_output()),
+        }
+    }
+
+    /// Two linked requests as futures (see [`submit_linked`](Self::submit_linked)).
+    pub fn call_linked<A: 'static, B: 'static>(
+        &self,
+        first: Request<A>,
+        second: Request<B>,
+    ) -> (OpFuture<A>, OpFuture<B>) {
+        self.ensure_reaper();
+        let (conv_a, conv_b) = (first.conv, second.conv);
+        match self.submit_pair(first, |_| Deliver::Future, second, |_| Deliver::Future) {
+            Ok((a, b)) => (
+                OpFuture::pending(a, Arc::clone(self.sh()), conv_a),
+                OpFuture::pending(b, Arc::clone(self.sh()), conv_b),
+            ),
+            Err(e) => {
+                let (a, b) = e.into_output();
+                (OpFuture::ready(a), OpFuture::ready(b))
+            }
+        }
+    }
+
+    /// Cancels a submitted op. If it is still in the backlog it completes at
+    /// once with `ECANCELED`; if it is in the kernel, an async cancel is
+    /// issued and the op completes with `ECANCELED` or, if it finished
+    /// first, its own result. Cancelling a finished op does nothing.
+    pub fn cancel(&self, op: &OpHandle) -> io::Result<()> {
+        self.sh().cancel(&op.ctl)
+    }
+
+    // ----- callback face ------------------------------------------------------
+
+    /// Reads up to `buf.bytes_total()` bytes of `fd` at `offset`; `cb` gets
+    /// the byte count (or error) and the buffer. See [`submit`](Self::submit)
+    /// for the contract.
+    pub fn read<B, F>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        offset: u64,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<BufResult<B>>>
+    where
+        B: IoBufMut,
+        F: FnOnce(io::Result<usize>, B) + Send + 'static,
+    {
+        self.submit(Request::read(fd, buf, offset), move |(r, b)| cb(r, b))
+    }
+
+    /// Writes `buf.bytes_init()` bytes to `fd` at `offset`.
+    pub fn write<B, F>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        offset: u64,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<BufResult<B>>>
+    where
+        B: IoBufMut,
+        F: FnOnce(io::Result<usize>, B) + Send + 'static,
+    {
+        self.submit(Request::write(fd, buf, offset), move |(r, b)| cb(r, b))
+    }
+
+    /// Scatter read into `bufs` at `offset`.
+    pub fn readv<B, F>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        bufs: Vec<B>,
+        offset: u64,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<BufResult<Vec<B>>>>
+    where
+        B: IoBufMut,
+        F: FnOnce(io::Result<usize>, Vec<B>) + Send + 'static,
+    {
+        self.submit(Request::readv(fd, bufs, offset), move |(r, b)| cb(r, b))
+    }
+
+    /// Gather write from `bufs` at `offset`.
+    pub fn writev<B, F>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        bufs: Vec<B>,
+        offset: u64,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<BufResult<Vec<B>>>>
+    where
+        B: IoBufMut,
+        F: FnOnce(io::Result<usize>, Vec<B>) + Send + 'static,
+    {
+        self.submit(Request::writev(fd, bufs, offset), move |(r, b)| cb(r, b))
+    }
+
+    /// Read into a registered buffer (see [`register_buffers`](Self::register_buffers)).
+    pub fn read_fixed<B, F>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        buf_index: u16,
+        offset: u64,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<BufResult<B>>>
+    where
+        B: IoBufMut,
+        F: FnOnce(io::Result<usize>, B) + Send + 'static,
+    {
+        self.submit(
+            Request::read_fixed(fd, buf, buf_index, offset),
+            move |(r, b)| cb(r, b),
+        )
+    }
+
+    /// Write from a registered buffer.
+    pub fn write_fixed<B, F>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        buf_index: u16,
+        offset: u64,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<BufResult<B>>>
+    where
+        B: IoBufMut,
+        F: FnOnce(io::Result<usize>, B) + Send + 'static,
+    {
+        self.submit(
+            Request::write_fixed(fd, buf, buf_index, offset),
+            move |(r, b)| cb(r, b),
+        )
+    }
+
+    cb_op!(
+        /// `fsync(fd)`.
+        fsync(fd: &(impl AsIoFd + ?Sized)) -> io::Result<()>, Request::fsync(fd)
+    );
+    cb_op!(
+        /// `fdatasync(fd)`.
+        fdatasync(fd: &(impl AsIoFd + ?Sized)) -> io::Result<()>, Request::fdatasync(fd)
+    );
+    cb_op!(
+        /// `fallocate(fd, mode, offset, len)`.
+        fallocate(fd: &(impl AsIoFd + ?Sized), mode: i32, offset: u64, len: u64) -> io::Result<()>,
+        Request::fallocate(fd, mode, offset, len)
+    );
+    cb_op!(
+        /// `ftruncate(fd, len)` (`Unsupported` before Linux 6.9).
+        ftruncate(fd: &(impl AsIoFd + ?Sized), len: u64) -> io::Result<()>,
+        Request::ftruncate(fd, len)
+    );
+    cb_op!(
+        /// Closes `fd` (owned by the op from now on).
+        close(fd: OwnedFd) -> io::Result<()>, Request::close(fd)
+    );
+    cb_op!(
+        /// A no-op round trip through the ring.
+        nop() -> io::Result<()>, Request::nop()
+    );
+    cb_op!(
+        /// `statx(dir, path, flags, mask)`; `dir` `None` = current directory.
+        statx(dir: Option<BorrowedFd<'_>>, path: impl AsRef<Path>, flags: i32, mask: u32)
+            -> io::Result<Box<libc::statx>>, Request::statx(dir, path, flags, mask)
+    );
+    cb_op!(
+        /// `openat(dir, path, flags, mode)`; the callback gets the new fd.
+        openat(dir: Option<BorrowedFd<'_>>, path: impl AsRef<Path>, flags: i32, mode: u32)
+            -> io::Result<OwnedFd>, Request::openat(dir, path, flags, mode)
+    );
+
+    // ----- async face ---------------------------------------------------------
+
+    /// Reads up to `buf.bytes_total()` bytes at `offset`:
+    /// `let (res, buf) = engine.read_at(&file, buf, 0).await;`
+    pub fn read_at<B: IoBufMut>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        offset: u64,
+    ) -> OpFuture<BufResult<B>> {
+        self.call(Request::read(fd, buf, offset))
+    }
+
+    /// Writes `buf.bytes_init()` bytes at `offset`.
+    pub fn write_at<B: IoBufMut>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        offset: u64,
+    ) -> OpFuture<BufResult<B>> {
+        self.call(Request::write(fd, buf, offset))
+    }
+
+    /// Scatter read at `offset`.
+    pub fn readv_at<B: IoBufMut>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        bufs: Vec<B>,
+        offset: u64,
+    ) -> OpFuture<BufResult<Vec<B>>> {
+        self.call(Request::readv(fd, bufs, offset))
+    }
+
+    /// Gather write at `offset`.
+    pub fn writev_at<B: IoBufMut>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        bufs: Vec<B>,
+        offset: u64,
+    ) -> OpFuture<BufResult<Vec<B>>> {
+        self.call(Request::writev(fd, bufs, offset))
+    }
+
+    /// Read into a registered buffer.
+    pub fn read_fixed_at<B: IoBufMut>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        buf_index: u16,
+        offset: u64,
+    ) -> OpFuture<BufResult<B>> {
+        self.call(Request::read_fixed(fd, buf, buf_index, offset))
+    }
+
+    /// Write from a registered buffer.
+    pub fn write_fixed_at<B: IoBufMut>(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        buf: B,
+        buf_index: u16,
+        offset: u64,
+    ) -> OpFuture<BufResult<B>> {
+        self.call(Request::write_fixed(fd, buf, buf_index, offset))
+    }
+
+    /// `fsync(fd)` as a future.
+    pub fn fsync_async(&self, fd: &(impl AsIoFd + ?Sized)) -> OpFuture<io::Result<()>> {
+        self.call(Request::fsync(fd))
+    }
+
+    /// `fdatasync(fd)` as a future.
+    pub fn fdatasync_async(&self, fd: &(impl AsIoFd + ?Sized)) -> OpFuture<io::Result<()>> {
+        self.call(Request::fdatasync(fd))
+    }
+
+    /// `fallocate` as a future.
+    pub fn fallocate_async(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        mode: i32,
+        offset: u64,
+        len: u64,
+    ) -> OpFuture<io::Result<()>> {
+        self.call(Request::fallocate(fd, mode, offset, len))
+    }
+
+    /// `ftruncate` as a future.
+    pub fn ftruncate_async(
+        &self,
+        fd: &(impl AsIoFd + ?Sized),
+        len: u64,
+    ) -> OpFuture<io::Result<()>> {
+        self.call(Request::ftruncate(fd, len))
+    }
+
+    /// `close` as a future.
+    pub fn close_async(&self, fd: OwnedFd) -> OpFuture<io::Result<()>> {
+        self.call(Request::close(fd))
+    }
+
+    /// A no-op as a future.
+    pub fn nop_async(&self) -> OpFuture<io::Result<()>> {
+        self.call(Request::nop())
+    }
+
+    /// `statx` as a future.
+    pub fn statx_async(
+        &self,
+        dir: Option<BorrowedFd<'_>>,
+        path: impl AsRef<Path>,
+        flags: i32,
+        mask: u32,
+    ) -> OpFuture<io::Result<Box<libc::statx>>> {
+        self.call(Request::statx(dir, path, flags, mask))
+    }
+
+    /// `openat` as a future.
+    pub fn openat_async(
+        &self,
+        dir: Option<BorrowedFd<'_>>,
+        path: impl AsRef<Path>,
+        flags: i32,
+        mode: u32,
+    ) -> OpFuture<io::Result<OwnedFd>> {
+        self.call(Request::openat(dir, path, flags, mode))
+    }
+
+    // ----- driving completions ------------------------------------------------
+
+    /// Reaps every ready completion on every ring (entering the kernel when
+    /// ops are in flight), runs their callbacks / wakes their futures, and
+    /// refills from the backlogs. Never blocks. Returns completions
+    /// delivered.
+    pub fn poll(&self) -> io::Result<usize> {
+        let sh = self.sh();
+        let mut buf = POLL_BUF.with(|b| b.take());
+        let mut total = 0;
+        let mut first_err = None;
+        for shard in &sh.rings {
+            match shard.poll(sh, &mut buf) {
+                Ok(n) => total += n,
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        buf.clear();
+        POLL_BUF.with(|b| b.set(buf));
+        match first_err {
+            Some(e) if total == 0 => Err(e),
+            _ => Ok(total),
+        }
+    }
+
+    /// Like [`poll`](Self::poll), but if nothing is ready and ops are
+    /// pending, blocks in the kernel until at least one completion is
+    /// delivered or `timeout` passes (`None`: no limit). Returns at once
+    /// with 0 when nothing is pending.
+    pub fn wait(&self, timeout: Option<Duration>) -> io::Result<usize> {
+        let sh = self.sh();
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let n = self.poll()?;
+            if n > 0 {
+                return Ok(n);
+            }
+            if sh.pending() == 0 || sh.closed.load(Ordering::Acquire) {
+                return Ok(0);
+            }
+            let remaining = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Ok(0);
+                    }
+                    d - now
+                }
+                None => WAIT_SLICE,
+            };
+            let nr = sh.rings.len();
+            let busy: Vec<usize> = (0..nr)
+                .filter(|&i| sh.rings[i].in_flight.load(Ordering::Relaxed) > 0)
+                .collect();
+            match busy.len() {
+                0 => {
+                    // Pending ops are being delivered by another thread.
+                    thread::sleep(remaining.min(Duration::from_micros(100)));
+                }
+                1 => {
+                    sh.rings[busy[0]]
+                        .waiter
+                        .wait(1, Some(remaining.min(WAIT_SLICE)))?;
+                }
+                k => {
+                    let c = sh.wait_cursor.fetch_add(1, Ordering::Relaxed) % k;
+                    sh.rings[busy[c]]
+                        .waiter
+                        .wait(1, Some(remaining.min(MULTI_RING_SLICE)))?;
+                }
+            }
+        }
+    }
+
+    /// Runs callbacks until [`stop`](Self::stop) is called (from any thread
+    /// or a callback) or the engine shuts down.
+    pub fn run(&self) -> io::Result<()> {
+        let sh = self.sh();
+        loop {
+            if sh.stop_run.swap(false, Ordering::AcqRel) || sh.closed.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if self.pending() == 0 {
+                let _ = self.poll()?;
+                thread::sleep(Duration::from_millis(1));
+            } else {
+                self.wait(Some(Duration::from_millis(10)))?;
+            }
+        }
+    }
+
+    /// Makes [`run`](Self::run) return.
+    pub fn stop(&self) {
+        self.sh().stop_run.store(true, Ordering::Release);
+    }
+
+    /// Drives completions until no op is pending.
+    pub fn run_until_idle(&self) -> io::Result<()> {
+        while self.pending() > 0 {
+            self.wait(Some(Duration::from_millis(100)))?;
+        }
+        Ok(())
+    }
+
+    /// Hands every queued SQE to the kernel now (normally batched up to the
+    /// threshold and flushed by `poll`/`wait`).
+    pub fn flush(&self) -> io::Result<()> {
+        for shard in &self.sh().rings {
+            shard.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Ops accepted and not yet completed (delivered), on every ring.
+    pub fn pending(&self) -> usize {
+        self.sh().pending() as usize
+    }
+
+    /// Shuts the engine down now (also done when the last clone is dropped):
+    /// later submissions fail with an error that [`is_shutdown`](crate::is_shutdown)
+    /// recognises; every accepted op gets its one completion
+    /// (`ECANCELED` for those not finished).
+    pub fn shutdown(&self) {
+        self.sh().shutdown();
+    }
+
+    /// True after [`shutdown`](Self::shutdown).
+    pub fn is_shut_down(&self) -> bool {
+        self.sh().closed.load(Ordering::Acquire)
+    }
+
+    // ----- registration ---------------------------------------------------------
+
+    /// Registers buffers with every ring for [`read_fixed`](Self::read_fixed)
+    /// / [`write_fixed`](Self::write_fixed) (index = position in `iovecs`).
+    ///
+    /// # Safety
+    /// The memory described by `iovecs` must stay valid until
+    /// [`unregister_buffers`](Self::unregister_buffers) or the engine is
+    /// dropped, and must only be accessed through owned buffers passed to
+    /// fixed ops while an op uses it.
+    pub unsafe fn register_buffers(&self, iovecs: &[libc::iovec]) -> io::Result<()> {
+        for shard in &self.sh().rings {
+            // SAFETY: forwarded from this function's contract.
+            shard.with_ring(|r| unsafe { r.register_buffers(iovecs) })?;
+        }
+        Ok(())
+    }
+
+    /// Unregisters the buffers of every ring.
+    pub fn unregister_buffers(&self) -> io::Result<()> {
+        for shard in &self.sh().rings {
+            shard.with_ring(|r| r.unregister_buffers())?;
+        }
+        Ok(())
+    }
+
+    /// Registers `fds` with every ring; use the returned [`FixedFile`]s as
+    /// the target of any op. The files must stay open while registered.
+    pub fn register_files(&self, fds: &[RawFd]) -> io::Result<Vec<FixedFile>> {
+        for shard in &self.sh().rings {
+            shard.with_ring(|r| r.register_files(fds))?;
+        }
+        Ok((0..fds.len() as u32).map(FixedFile).collect())
+    }
+
+    /// Replaces registered file `file` with `fd` (-1 clears the slot).
+    pub fn update_file(&self, file: FixedFile, fd: RawFd) -> io::Result<()> {
+        for shard in &self.sh().rings {
+            shard.with_ring(|r| r.update_file(file.0, fd))?;
+        }
+        Ok(())
+    }
+
+    /// Treats `op` as unsupported on every ring from now on: submitting it
+    /// fails with `io::ErrorKind::Unsupported`. Useful to forbid an op, or to
+    /// test a program's fallback path on a kernel that has it.
+    pub fn disable_op(&self, op: auraio_ring::OpKind) {
+        for shard in &self.sh().rings {
+            let _ = shard.with_ring(|r| {
+                r.disable_op(op);
+                Ok(())
+            });
+        }
+    }
+
+    /// Unregisters the files of every ring.
+    pub fn unregister_files(&self) -> io::Result<()> {
+        for shard in &self.sh().rings {
+            shard.with_ring(|r| r.unregister_files())?;
+        }
+        Ok(())
+    }
+
+    // ----- runtime knobs --------------------------------------------------------
+
+    /// Sets the P99 latency ceiling of every ring's controller.
+    pub fn set_max_p99(&self, ceiling: Duration) {
+        for shard in &self.sh().rings {
+            shard.update_controller(|c| c.controller.set_p99_ceiling(ceiling));
+        }
+    }
+
+    /// Sets the lowest in-flight limit of every ring's controller.
+    pub fn set_min_in_flight(&self, n: u32) {
+        let sh = self.sh();
+        for shard in &sh.rings {
+            shard.update_controller(|c| {
+                c.limits.min_in_flight = n.min(shard.capacity);
+                c.limits = c.limits.normalized();
+                c.controller.set_limits(c.limits);
+            });
+            shard.apply(sh);
+        }
+    }
+
+    /// Sets the highest in-flight limit (capped at each ring's capacity).
+    pub fn set_max_in_flight(&self, n: u32) {
+        let sh = self.sh();
+        for shard in &sh.rings {
+            shard.update_controller(|c| {
+                c.limits.max_in_flight = n.min(shard.capacity);
+                c.limits = c.limits.normalized();
+                c.controller.set_limits(c.limits);
+            });
+            shard.apply(sh);
+        }
+    }
+
+    /// `Some(n)`: fixed batch threshold on every ring; `None`: the
+    /// controller decides again (from its next tick).
+    pub fn set_batch_threshold(&self, n: Option<u32>) {
+        let sh = self.sh();
+        sh.batch_override
+            .store(n.map_or(0, |n| n.max(1)), Ordering::Relaxed);
+        if let Some(n) = n {
+            for shard in &sh.rings {
+                shard
+                    .batch
+                    .store(n.clamp(1, shard.capacity.max(1)), Ordering::Relaxed);
+                shard.apply(sh);
+            }
+        }
+    }
+
+    /// The in-flight limit now in force on ring `ring`.
+    pub fn in_flight_limit(&self, ring: usize) -> Option<u32> {
+        self.sh()
+            .rings
+            .get(ring)
+            .map(|s| s.limit.load(Ordering::Relaxed))
+    }
+
+    /// The batch threshold now in force on ring `ring`.
+    pub fn batch_threshold(&self, ring: usize) -> Option<u32> {
+        self.sh()
+            .rings
+            .get(ring)
+            .map(|s| s.batch.load(Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,202 @@
+//! Per-operation state: where an op is (backlog, ring, done), how its
+//! completion is delivered (callback or future), and the handle used to
+//! cancel it.
+//!
+//! Exactly-once delivery is structural: the [`Target`] of an op lives in one
+//! place at a time (the backlog, a ring slot, or a local batch being
+//! delivered) and is consumed by [`Target::finish`]. Lock order is always
+//! ring lock, then an op's `OpCtl` lock; user code never runs under either.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+
+use auraio_ring::{OpKind, Resources, SlotId};
+
+/// Where an op is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Accepted, waiting in its ring's backlog (in-flight limit reached).
+    Backlogged,
+    /// Handed to the ring (queued SQE or in the kernel).
+    InRing(SlotId),
+    /// Its completion has been delivered (or is being delivered).
+    Done,
+}
+
+pub(crate) struct CtlState {
+    pub(crate) phase: Phase,
+    /// Future ops: the raw result waiting for the future to take it.
+    pub(crate) result: Option<(io::Result<u32>, Resources)>,
+    pub(crate) waker: Option<Waker>,
+    /// The future was dropped before completion: drop the result on arrival.
+    pub(crate) abandoned: bool,
+}
+
+/// Shared control block of one op (one `Arc` per op).
+pub(crate) struct OpCtl {
+    pub(crate) ring: u32,
+    /// Identity of the engine that owns the op (guards cross-engine cancel).
+    pub(crate) owner: usize,
+    st: Mutex<CtlState>,
+}
+
+impl OpCtl {
+    pub(crate) fn new(ring: u32, owner: usize) -> Arc<Self> {
+        Arc::new(OpCtl {
+            ring,
+            owner,
+            st: Mutex::new(CtlState {
+                phase: Phase::Backlogged,
+                result: None,
+                waker: None,
+                abandoned: false,
+            }),
+        })
+    }
+
+    /// Locks the state, ignoring poisoning (no user code runs under it).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, CtlState> {
+        self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    pub(crate) fn set_phase(&self, p: Phase) {
+        self.lock().phase = p;
+    }
+}
+
+/// How a completion reaches its owner.
+pub(crate) enum Deliver {
+    /// Callback face: run this (outside every engine lock).
+    Callback(Box<dyn FnOnce(io::Result<u32>, Resources) + Send>),
+    /// Async face: store the result in the `OpCtl` and wake the future.
+    Future,
+}
+
+/// Bookkeeping for stats and traces.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OpInfo {
+    pub(crate) kind: OpKind,
+    pub(crate) len: u64,
+    /// Nanoseconds since engine start at submit (traced ops only).
+    pub(crate) submit_ns: u64,
+    pub(crate) in_flight_at_submit: u32,
+    pub(crate) traced: bool,
+}
+
+impl OpInfo {
+    pub(crate) fn counts_bytes(&self) -> bool {
+        matches!(
+            self.kind,
+            OpKind::Read
+                | OpKind::Write
+                | OpKind::Readv
+                | OpKind::Writev
+                | OpKind::ReadFixed
+                | OpKind::WriteFixed
+        )
+    }
+}
+
+/// The per-op completion target stored in the ring slot / backlog.
+pub(crate) struct Target {
+    pub(crate) ctl: Arc<OpCtl>,
+    pub(crate) deliver: Deliver,
+    pub(crate) info: OpInfo,
+}
+
+/// What happened when a target was finished.
+pub(crate) enum Finish {
+    Ok,
+    /// The callback panicked; the payload's message.
+    Panicked(String),
+}
+
+impl Target {
+    /// Delivers the completion: exactly once, since `self` is consumed.
+    /// Must be called with no engine lock held (callbacks may re-enter).
+    pub(crate) fn finish(self, result: io::Result<u32>, resources: Resources) -> Finish {
+        match self.deliver {
+            Deliver::Callback(f) => {
+                self.ctl.set_phase(Phase::Done);
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    f(result, resources)
+                })) {
+                    Ok(()) => Finish::Ok,
+                    Err(payload) => Finish::Panicked(panic_message(payload.as_ref())),
+                }
+            }
+            Deliver::Future => {
+                let mut st = self.ctl.lock();
+                st.phase = Phase::Done;
+                if st.abandoned {
+                    drop(st);
+                    // Nobody will look at the result: release what it holds
+                    // (buffers drop here; an opened fd is closed).
+                    if self.info.kind == OpKind::OpenAt {
+                        if let Ok(fd) = result {
+                            // SAFETY: a successful openat returned this new
+                            // descriptor and its future is gone, so nobody
+                            // else owns it.
+                            drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+                        }
+                    }
+                    drop(resources);
+                    return Finish::Ok;
+                }
+                st.result = Some((result, resources));
+                let waker = st.waker.take();
+                drop(st);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                Finish::Ok
+            }
+        }
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// A handle to a submitted operation, used to cancel it
+/// ([`Engine::cancel`](crate::Engine::cancel)) or ask whether it finished.
+/// Dropping it does nothing.
+#[derive(Clone)]
+pub struct OpHandle {
+    pub(crate) ctl: Arc<OpCtl>,
+}
+
+impl OpHandle {
+    /// True once the operation's completion has been delivered (or is being
+    /// delivered right now).
+    pub fn is_done(&self) -> bool {
+        self.ctl.phase() == Phase::Done
+    }
+
+    /// The ring the operation was submitted to.
+    pub fn ring(&self) -> usize {
+        self.ctl.ring as usize
+    }
+}
+
+impl std::fmt::Debug for OpHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpHandle")
+            .field("ring", &self.ctl.ring)
+            .field("phase", &self.ctl.phase())
+            .finish()
+    }
+}

@@ -1,0 +1,663 @@
+//! One ring of the engine: the io_uring behind a mutex, its FIFO backlog of
+//! ops held back by the in-flight limit, its meter and controller.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use auraio_controller::{Controller, ControllerState, Decision, IoMeter, Limits, Sample};
+use auraio_ring::{
+    Completion, Op, Resources, Ring, RingKind, RingStats, SubmitError, SubmitErrorKind, Waiter,
+};
+
+use crate::engine::Shared;
+use crate::error::canceled;
+use crate::op_state::{Finish, OpCtl, Phase, Target};
+use crate::request::{clone_error, op_into_resources};
+
+/// Work accepted by the engine, not yet handed to the ring.
+pub(crate) enum Work {
+    Single {
+        op: Op,
+        target: Target,
+        timeout: Option<Duration>,
+    },
+    Linked {
+        first: (Op, Target),
+        second: (Op, Target),
+    },
+}
+
+impl Work {
+    fn contains(&self, ctl: &Arc<OpCtl>) -> bool {
+        match self {
+            Work::Single { target, .. } => Arc::ptr_eq(&target.ctl, ctl),
+            Work::Linked { first, second } => {
+                Arc::ptr_eq(&first.1.ctl, ctl) || Arc::ptr_eq(&second.1.ctl, ctl)
+            }
+        }
+    }
+
+    /// Every target with the error it completes with (and its resources).
+    pub(crate) fn into_failed(self, e: io::Error, out: &mut Vec<Failed>) {
+        match self {
+            Work::Single { op, target, .. } => out.push(Failed {
+                target,
+                result: Err(e),
+                resources: op_into_resources(op),
+            }),
+            Work::Linked { first, second } => {
+                out.push(Failed {
+                    target: first.1,
+                    result: Err(clone_error(&e)),
+                    resources: op_into_resources(first.0),
+                });
+                out.push(Failed {
+                    target: second.1,
+                    result: Err(e),
+                    resources: op_into_resources(second.0),
+                });
+            }
+        }
+    }
+}
+
+/// A target completed without reaching the kernel (cancelled in the
+/// backlog, failed at a deferred submit, or shut down).
+pub(crate) struct Failed {
+    pub(crate) target: Target,
+    pub(crate) result: io::Result<u32>,
+    pub(crate) resources: Resources,
+}
+
+enum PushErr {
+    /// No slot now: keep it in the backlog.
+    Full(Work),
+    /// Refused for good.
+    Failed(Work, io::Error),
+}
+
+pub(crate) struct Core {
+    pub(crate) ring: Ring<Target>,
+    pub(crate) backlog: VecDeque<Work>,
+    pub(crate) closed: bool,
+    last_stats: RingStats,
+}
+
+pub(crate) struct CtlBox {
+    pub(crate) controller: Box<dyn Controller>,
+    pub(crate) limits: Limits,
+}
+
+/// What the tick thread publishes for `stats()`.
+pub(crate) struct Published {
+    /// The last ~1 s of samples.
+    pub(crate) window: VecDeque<Sample>,
+    pub(crate) window_len: Duration,
+    pub(crate) state: ControllerState,
+    pub(crate) decision: Decision,
+}
+
+const STATS_WINDOW: Duration = Duration::from_secs(1);
+
+pub(crate) struct Shard {
+    pub(crate) idx: u32,
+    core: Mutex<Core>,
+    pub(crate) waiter: Waiter,
+    pub(crate) eventfd: Option<RawFd>,
+    pub(crate) kind: RingKind,
+    pub(crate) capacity: u32,
+    pub(crate) meter: IoMeter,
+    pub(crate) limit: AtomicU32,
+    pub(crate) batch: AtomicU32,
+    /// Mirrors of the locked state, for lock-free reads.
+    pub(crate) in_flight: AtomicU32,
+    pub(crate) backlog_len: AtomicU32,
+    /// Accepted ops whose completion has not been delivered yet.
+    pub(crate) pending: AtomicU64,
+    pub(crate) peak: AtomicU32,
+    pub(crate) completions: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+    pub(crate) errors: AtomicU64,
+    pub(crate) panics: AtomicU64,
+    pub(crate) ring_stats: Mutex<RingStats>,
+    io_seq: AtomicU64,
+    pub(crate) ctl: Mutex<CtlBox>,
+    pub(crate) published: Mutex<Published>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn kind_error(kind: SubmitErrorKind) -> io::Error {
+    match kind {
+        SubmitErrorKind::Full => io::Error::new(io::ErrorKind::WouldBlock, "ring is full"),
+        SubmitErrorKind::Unsupported(k) => io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("operation {k} is not supported by this kernel"),
+        ),
+        SubmitErrorKind::InvalidInput(m) => io::Error::new(io::ErrorKind::InvalidInput, m),
+        SubmitErrorKind::Io(e) => e,
+    }
+}
+
+impl Shard {
+    pub(crate) fn new(
+        idx: u32,
+        ring: Ring<Target>,
+        controller: Box<dyn Controller>,
+        limits: Limits,
+    ) -> io::Result<Self> {
+        let waiter = ring.waiter();
+        let eventfd = ring.eventfd();
+        let kind = ring.kind();
+        let capacity = ring.capacity();
+        let decision = controller.current();
+        let state = controller.state();
+        let limit = decision.in_flight_limit.clamp(1, capacity.max(1));
+        let batch = decision.batch_threshold.clamp(1, capacity.max(1));
+        let mut ring = ring;
+        ring.set_batch_threshold(batch);
+        let last_stats = ring.stats();
+        Ok(Shard {
+            idx,
+            core: Mutex::new(Core {
+                ring,
+                backlog: VecDeque::new(),
+                closed: false,
+                last_stats,
+            }),
+            waiter,
+            eventfd,
+            kind,
+            capacity,
+            meter: IoMeter::new(),
+            limit: AtomicU32::new(limit),
+            batch: AtomicU32::new(batch),
+            in_flight: AtomicU32::new(0),
+            backlog_len: AtomicU32::new(0),
+            pending: AtomicU64::new(0),
+            peak: AtomicU32::new(0),
+            completions: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            ring_stats: Mutex::new(last_stats),
+            io_seq: AtomicU64::new(0),
+            ctl: Mutex::new(CtlBox { controller, limits }),
+            published: Mutex::new(Published {
+                window: VecDeque::new(),
+                window_len: Duration::ZERO,
+                state,
+                decision,
+            }),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        lock(&self.core)
+    }
+
+    /// Decides whether the next op on this ring gets a per-I/O trace record.
+    pub(crate) fn sample_io(&self, every: u32) -> bool {
+        every > 0
+            && self
+                .io_seq
+                .fetch_add(1, Relaxed)
+                .is_multiple_of(u64::from(every))
+    }
+
+    fn mirror(&self, core: &Core) {
+        let inf = core.ring.in_flight();
+        self.in_flight.store(inf, Relaxed);
+        let bl = core.backlog.len() as u32;
+        self.backlog_len.store(bl, Relaxed);
+        self.meter.set_backlog(bl);
+    }
+
+    /// Accepts `work`: hands it to the ring if the limit allows, otherwise
+    /// parks it in the FIFO backlog. `Err` means it was not accepted (the
+    /// caller gets the work back; no callback will run).
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn submit(&self, sh: &Shared, work: Work) -> Result<(), (Work, io::Error)> {
+        let mut failed = Vec::new();
+        {
+            let mut core = self.lock();
+            if core.closed {
+                return Err((work, crate::error::shutdown_error()));
+            }
+            // Unsupported ops fail synchronously rather than later.
+            if let Some(e) = self.unsupported(&core, &work) {
+                return Err((work, e));
+            }
+            let limit = self.limit.load(Relaxed);
+            if core.backlog.is_empty() && core.ring.in_flight() < limit {
+                match self.push(sh, &mut core, work) {
+                    Ok(()) => {}
+                    Err(PushErr::Full(w)) => core.backlog.push_back(w),
+                    Err(PushErr::Failed(w, e)) => return Err((w, e)),
+                }
+                // Keep the device busy: if nothing is in the kernel, submit
+                // now instead of waiting for the batch to fill.
+                let q = core.ring.queued();
+                if q > 0 && core.ring.in_flight() <= q {
+                    let _ = core.ring.flush();
+                }
+            } else {
+                core.backlog.push_back(work);
+                self.refill_locked(sh, &mut core, &mut failed);
+            }
+            self.mirror(&core);
+        }
+        self.deliver_failed(sh, failed);
+        Ok(())
+    }
+
+    fn unsupported(&self, core: &Core, work: &Work) -> Option<io::Error> {
+        let check = |op: &Op| {
+            let k = op.kind();
+            (!core.ring.supports(k)).then(|| {
+                io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("operation {k} is not supported by this kernel"),
+                )
+            })
+        };
+        match work {
+            Work::Single { op, timeout, .. } => check(op).or_else(|| {
+                (timeout.is_some() && !core.ring.supports(auraio_ring::OpKind::LinkTimeout)).then(
+                    || {
+                        io::Error::new(
+                            io::ErrorKind::Unsupported,
+                            "per-op timeouts (link_timeout) are not supported by this kernel",
+                        )
+                    },
+                )
+            }),
+            Work::Linked { first, second } => check(&first.0).or_else(|| check(&second.0)),
+        }
+    }
+
+    /// Hands one unit of work to the ring (under the ring lock).
+    #[allow(clippy::result_large_err)]
+    fn push(&self, sh: &Shared, core: &mut Core, work: Work) -> Result<(), PushErr> {
+        let ring = &mut core.ring;
+        let now_ns = |t: &Target| {
+            if t.info.traced {
+                sh.now_ns()
+            } else {
+                0
+            }
+        };
+        match work {
+            Work::Single {
+                op,
+                mut target,
+                timeout,
+            } => {
+                let ctl = Arc::clone(&target.ctl);
+                target.info.in_flight_at_submit = ring.in_flight();
+                target.info.submit_ns = now_ns(&target);
+                let r = match timeout {
+                    Some(d) => ring.submit_with_timeout(op, target, d),
+                    None => ring.submit(op, target),
+                };
+                match r {
+                    Ok(slot) => {
+                        ctl.set_phase(Phase::InRing(slot));
+                        self.after_submit(ring.in_flight());
+                        Ok(())
+                    }
+                    Err(SubmitError {
+                        kind, op, token, ..
+                    }) => {
+                        let w = Work::Single {
+                            op,
+                            target: token,
+                            timeout,
+                        };
+                        match kind {
+                            SubmitErrorKind::Full => Err(PushErr::Full(w)),
+                            k => Err(PushErr::Failed(w, kind_error(k))),
+                        }
+                    }
+                }
+            }
+            Work::Linked {
+                first: (op1, mut t1),
+                second: (op2, mut t2),
+            } => {
+                let (c1, c2) = (Arc::clone(&t1.ctl), Arc::clone(&t2.ctl));
+                let inf = ring.in_flight();
+                t1.info.in_flight_at_submit = inf;
+                t2.info.in_flight_at_submit = inf + 1;
+                t1.info.submit_ns = now_ns(&t1);
+                t2.info.submit_ns = now_ns(&t2);
+                match ring.submit_linked((op1, t1), (op2, t2)) {
+                    Ok((s1, s2)) => {
+                        c1.set_phase(Phase::InRing(s1));
+                        c2.set_phase(Phase::InRing(s2));
+                        self.after_submit(ring.in_flight());
+                        Ok(())
+                    }
+                    Err(SubmitError {
+                        kind,
+                        op,
+                        token,
+                        second,
+                    }) => {
+                        let Some(second) = second else {
+                            // The ring promised to return both halves; if it
+                            // did not, the second is lost: fail the first.
+                            let w = Work::Single {
+                                op,
+                                target: token,
+                                timeout: None,
+                            };
+                            return Err(PushErr::Failed(
+                                w,
+                                io::Error::other("linked submit lost its second op"),
+                            ));
+                        };
+                        let w = Work::Linked {
+                            first: (op, token),
+                            second,
+                        };
+                        match kind {
+                            SubmitErrorKind::Full => Err(PushErr::Full(w)),
+                            k => Err(PushErr::Failed(w, kind_error(k))),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn after_submit(&self, in_flight: u32) {
+        self.meter.on_submit(in_flight);
+        if in_flight > self.peak.load(Relaxed) {
+            self.peak.fetch_max(in_flight, Relaxed);
+        }
+    }
+
+    /// Moves backlog work into the ring while the limit allows.
+    fn refill_locked(&self, sh: &Shared, core: &mut Core, failed: &mut Vec<Failed>) {
+        let limit = self.limit.load(Relaxed);
+        while core.ring.in_flight() < limit {
+            let Some(work) = core.backlog.pop_front() else {
+                break;
+            };
+            match self.push(sh, core, work) {
+                Ok(()) => {}
+                Err(PushErr::Full(w)) => {
+                    core.backlog.push_front(w);
+                    break;
+                }
+                Err(PushErr::Failed(w, e)) => w.into_failed(e, failed),
+            }
+        }
+    }
+
+    /// Reaps what is ready (entering the kernel when ops are in flight),
+    /// refills from the backlog, then delivers outside the lock.
+    pub(crate) fn poll(&self, sh: &Shared, buf: &mut Vec<Completion<Target>>) -> io::Result<usize> {
+        buf.clear();
+        let mut failed = Vec::new();
+        let res = {
+            let mut core = self.lock();
+            if core.closed {
+                return Ok(0);
+            }
+            let res = core.ring.poll(buf);
+            if !core.backlog.is_empty() {
+                self.refill_locked(sh, &mut core, &mut failed);
+                if core.ring.queued() > 0 {
+                    let _ = core.ring.flush();
+                }
+            }
+            self.mirror(&core);
+            res
+        };
+        let n = buf.len() + failed.len();
+        self.deliver_completions(sh, buf);
+        self.deliver_failed(sh, failed);
+        res.map(|_| n)
+    }
+
+    /// Flushes queued SQEs to the kernel.
+    pub(crate) fn flush(&self) -> io::Result<u32> {
+        let mut core = self.lock();
+        if core.closed {
+            return Ok(0);
+        }
+        core.ring.flush()
+    }
+
+    pub(crate) fn deliver_completions(&self, sh: &Shared, buf: &mut Vec<Completion<Target>>) {
+        for c in buf.drain(..) {
+            let Completion {
+                token,
+                result,
+                resources,
+                latency_ns,
+                ..
+            } = c;
+            let ok = result >= 0;
+            let bytes = if ok && token.info.counts_bytes() {
+                result as u64
+            } else {
+                0
+            };
+            self.meter.on_complete(latency_ns, bytes, !ok);
+            self.completions.fetch_add(1, Relaxed);
+            if ok {
+                self.bytes.fetch_add(bytes, Relaxed);
+            } else {
+                self.errors.fetch_add(1, Relaxed);
+            }
+            if token.info.traced {
+                sh.trace_io(self.idx, &token.info, latency_ns, result);
+            }
+            let res = if ok {
+                Ok(result as u32)
+            } else {
+                Err(io::Error::from_raw_os_error(-result))
+            };
+            self.finish(sh, token, res, resources);
+        }
+    }
+
+    pub(crate) fn deliver_failed(&self, sh: &Shared, failed: Vec<Failed>) {
+        for f in failed {
+            self.finish(sh, f.target, f.result, f.resources);
+        }
+    }
+
+    fn finish(&self, sh: &Shared, target: Target, result: io::Result<u32>, resources: Resources) {
+        let is_future = matches!(target.deliver, crate::op_state::Deliver::Future);
+        if is_future {
+            // Count it delivered before the waker runs, so a woken task that
+            // checks `pending()` sees it.
+            self.pending.fetch_sub(1, Relaxed);
+        }
+        if let Finish::Panicked(msg) = target.finish(result, resources) {
+            self.panics.fetch_add(1, Relaxed);
+            sh.report_panic(self.idx, &msg);
+        }
+        if !is_future {
+            self.pending.fetch_sub(1, Relaxed);
+        }
+    }
+
+    /// Cancels one op: removed from the backlog (completes with ECANCELED),
+    /// or an async cancel to the kernel (it completes when the kernel says).
+    pub(crate) fn cancel(&self, sh: &Shared, ctl: &Arc<OpCtl>) -> io::Result<()> {
+        let mut failed = Vec::new();
+        {
+            let mut core = self.lock();
+            match ctl.phase() {
+                Phase::Done => return Ok(()),
+                Phase::Backlogged => {
+                    if let Some(pos) = core.backlog.iter().position(|w| w.contains(ctl)) {
+                        if let Some(w) = core.backlog.remove(pos) {
+                            w.into_failed(canceled(), &mut failed);
+                        }
+                    }
+                    self.mirror(&core);
+                }
+                Phase::InRing(slot) => {
+                    if !core.closed {
+                        // A slot that already completed (reaped, being
+                        // delivered) reports an error here: nothing to do.
+                        if core.ring.cancel(slot).is_ok() {
+                            let _ = core.ring.flush();
+                        }
+                    }
+                }
+            }
+        }
+        self.deliver_failed(sh, failed);
+        Ok(())
+    }
+
+    /// Closes the ring: fails the backlog with ECANCELED, cancels and drains
+    /// every in-flight op, and delivers each completion once.
+    pub(crate) fn shutdown(&self, sh: &Shared) {
+        let mut out = Vec::new();
+        let mut failed = Vec::new();
+        {
+            let mut core = self.lock();
+            if core.closed {
+                return;
+            }
+            core.closed = true;
+            let backlog = std::mem::take(&mut core.backlog);
+            for w in backlog {
+                w.into_failed(canceled(), &mut failed);
+            }
+            if let Err(e) = core.ring.drain_for_shutdown(&mut out) {
+                eprintln!(
+                    "auraio: ring {} could not drain its in-flight operations at shutdown: {e}",
+                    self.idx
+                );
+            }
+            *lock(&self.ring_stats) = core.ring.stats();
+            self.mirror(&core);
+        }
+        self.deliver_failed(sh, failed);
+        self.deliver_completions(sh, &mut out);
+    }
+
+    /// One controller tick for this ring.
+    pub(crate) fn tick(&self, sh: &Shared, now: Duration) {
+        let (in_flight, backlog, d_submits, d_sqes) = {
+            let mut core = self.lock();
+            if core.closed {
+                return;
+            }
+            let rs = core.ring.stats();
+            let d_sub = rs.submit_calls.saturating_sub(core.last_stats.submit_calls);
+            let d_sqes = rs
+                .sqes_submitted
+                .saturating_sub(core.last_stats.sqes_submitted);
+            core.last_stats = rs;
+            *lock(&self.ring_stats) = rs;
+            (
+                core.ring.in_flight(),
+                core.backlog.len() as u32,
+                d_sub,
+                d_sqes,
+            )
+        };
+        self.meter.set_backlog(backlog);
+        let mut sample = self.meter.take_sample(now, in_flight);
+        sample.enter_calls = d_submits;
+        sample.sqes_submitted = d_sqes;
+        let (decision, state) = {
+            let mut c = lock(&self.ctl);
+            let d = c.controller.tick(&sample);
+            (d, c.controller.state())
+        };
+        let cap = self.capacity.max(1);
+        let limit = decision.in_flight_limit.clamp(1, cap);
+        let batch = match sh.batch_override.load(Relaxed) {
+            0 => decision.batch_threshold,
+            n => n,
+        }
+        .clamp(1, cap);
+        let old_limit = self.limit.swap(limit, Relaxed);
+        let old_batch = self.batch.swap(batch, Relaxed);
+        sh.trace_tick(self.idx, &sample, decision, &state);
+        {
+            let mut p = lock(&self.published);
+            p.window_len += sample.interval;
+            p.window.push_back(sample);
+            while p.window.len() > 1 {
+                let front = p.window.front().map_or(Duration::ZERO, |s| s.interval);
+                if p.window_len.saturating_sub(front) >= STATS_WINDOW {
+                    p.window_len -= front;
+                    p.window.pop_front();
+                } else {
+                    break;
+                }
+            }
+            p.state = state;
+            p.decision = Decision {
+                in_flight_limit: limit,
+                batch_threshold: batch,
+            };
+        }
+        if batch != old_batch || (limit > old_limit && backlog > 0) {
+            self.apply(sh);
+        }
+    }
+
+    /// Applies the current batch threshold and refills up to the limit.
+    pub(crate) fn apply(&self, sh: &Shared) {
+        let mut failed = Vec::new();
+        {
+            let mut core = self.lock();
+            if core.closed {
+                return;
+            }
+            let batch = self.batch.load(Relaxed);
+            if core.ring.batch_threshold() != batch {
+                core.ring.set_batch_threshold(batch);
+            }
+            if !core.backlog.is_empty() {
+                self.refill_locked(sh, &mut core, &mut failed);
+                if core.ring.queued() > 0 {
+                    let _ = core.ring.flush();
+                }
+            }
+            self.mirror(&core);
+        }
+        self.deliver_failed(sh, failed);
+    }
+
+    /// Runs `f` on the ring under its lock (registration and the like).
+    pub(crate) fn with_ring<R>(
+        &self,
+        f: impl FnOnce(&mut Ring<Target>) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut core = self.lock();
+        if core.closed {
+            return Err(crate::error::shutdown_error());
+        }
+        f(&mut core.ring)
+    }
+
+    /// The controller's current limits.
+    pub(crate) fn update_controller(&self, f: impl FnOnce(&mut CtlBox)) {
+        let mut c = lock(&self.ctl);
+        f(&mut c);
+        let d = c.controller.current();
+        drop(c);
+        let cap = self.capacity.max(1);
+        self.limit.store(d.in_flight_limit.clamp(1, cap), Relaxed);
+    }
+}
