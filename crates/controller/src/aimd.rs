@@ -394,6 +394,8 @@ impl Aimd {
         let old = self.limit;
         let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
         self.set_limit(cut.min(old.saturating_sub(1)));
+        // Probing may come back up to just below the limit that violated.
+        self.cap = Some(old.saturating_sub(1).max(self.limit));
         let next = if self.baseline_p99.is_none() {
             AimdPhase::Baseline
         } else {
@@ -813,6 +815,7 @@ impl Controller for Aimd {
             let reason = std::mem::take(&mut self.reason);
             self.settle(next, reason);
         }
+        let phase_at_start = self.phase;
         let idle = sample.completions == 0 && sample.in_flight_peak == 0 && sample.backlog == 0;
         if !idle {
             match &mut self.pending {
@@ -899,7 +902,8 @@ impl Controller for Aimd {
                 self.pending.as_ref().map_or(0, |p| p.completions)
             );
         }
-        if self.phase != AimdPhase::Backoff {
+        // A phase entered on this tick starts its clock on the next one.
+        if self.phase == phase_at_start {
             self.advance_time(sample.interval);
         }
         self.decision()
@@ -927,5 +931,442 @@ impl Controller for Aimd {
 
     fn set_p99_ceiling(&mut self, ceiling: Duration) {
         self.ceiling_ns = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX).max(1);
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::histogram::HistogramSnapshot;
+
+    const MS10: Duration = Duration::from_millis(10);
+
+    /// A noise-free window: `completions` ops at `lat_us`, Little's-law
+    /// in-flight, the given peak and backlog.
+    fn win(now_ms: u64, completions: u64, lat_us: u64, peak: u32, backlog: u32) -> Sample {
+        let mut s = Sample {
+            now: Duration::from_millis(now_ms),
+            interval: MS10,
+            completions,
+            bytes: completions * 4096,
+            in_flight_peak: peak,
+            backlog,
+            enter_calls: completions.div_ceil(8),
+            sqes_submitted: completions,
+            ..Sample::default()
+        };
+        s.latency.record_n(lat_us * 1000, completions);
+        s.in_flight_avg = s.latency.sum_ns() as f64 / 1e9 / s.interval.as_secs_f64();
+        s
+    }
+
+    /// Knee-at-`k` device with `base_us` latency, closed loop, at limit `l`.
+    fn device(now_ms: u64, l: u32, k: u32, base_us: u64) -> Sample {
+        let qd = l as f64;
+        let lat = (base_us as f64 * (qd / k as f64).max(1.0)).round() as u64;
+        let x = qd.min(k as f64) / (base_us as f64 * 1e-6);
+        win(now_ms, (x * 0.01).round() as u64, lat, l, 100)
+    }
+
+    struct Driver {
+        c: Aimd,
+        t: u64,
+    }
+
+    impl Driver {
+        fn new(cfg: AimdConfig, limits: Limits) -> Self {
+            Driver {
+                c: Aimd::new(cfg, limits),
+                t: 0,
+            }
+        }
+        fn step(&mut self, f: impl Fn(u64, u32) -> Sample) -> Decision {
+            self.t += 10;
+            let s = f(self.t, self.c.current().in_flight_limit);
+            self.c.tick(&s)
+        }
+        fn until(&mut self, phase: AimdPhase, max_ticks: u32, f: impl Fn(u64, u32) -> Sample) {
+            for _ in 0..max_ticks {
+                if self.c.phase() == phase {
+                    return;
+                }
+                self.step(&f);
+            }
+            assert_eq!(self.c.phase(), phase, "{:?}", self.c.state());
+        }
+    }
+
+    fn knee64(t: u64, l: u32) -> Sample {
+        device(t, l, 64, 100)
+    }
+
+    fn limits() -> Limits {
+        Limits::new(1, 256, 4)
+    }
+
+    #[test]
+    fn defaults_are_the_spec() {
+        let c = AimdConfig::default();
+        assert_eq!(c.tick_ms, 10);
+        assert_eq!(c.baseline_ticks, 10);
+        assert_eq!(c.additive_increase, 1);
+        assert_eq!(c.backoff_factor, 0.8);
+        assert_eq!(c.latency_guard_mult, 10.0);
+        assert_eq!(c.p99_ceiling_us, 10_000);
+        assert_eq!(c.settle_ms, 100);
+        assert_eq!(c.converge_ms, 5_000);
+        assert_eq!(c.min_window_completions, 20);
+        assert_eq!(c.target_sqes_per_enter, 8);
+        assert!(c.validate().is_ok());
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<AimdConfig>(&j).unwrap(), c);
+    }
+
+    #[test]
+    fn bad_config_is_reported_and_sanitized() {
+        let bad = AimdConfig {
+            backoff_factor: f64::NAN,
+            slow_start_factor: 0.5,
+            additive_increase: 0,
+            ..AimdConfig::default()
+        };
+        assert!(bad.validate().is_err());
+        let a = Aimd::new(bad, limits());
+        assert_eq!(a.config().backoff_factor, 0.8);
+        assert_eq!(a.config().slow_start_factor, 1.5);
+        assert_eq!(a.config().additive_increase, 1);
+    }
+
+    #[test]
+    fn baseline_holds_then_probes() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        assert_eq!(d.c.phase(), AimdPhase::Baseline);
+        for _ in 0..9 {
+            assert_eq!(d.step(knee64).in_flight_limit, 4);
+            assert_eq!(d.c.phase(), AimdPhase::Baseline);
+        }
+        assert!(d.c.baseline_p99_ns().is_none());
+        let dec = d.step(knee64);
+        assert_eq!(d.c.phase(), AimdPhase::Probing);
+        assert_eq!(d.c.baseline_p99_ns(), Some(100_000));
+        assert_eq!(dec.in_flight_limit, 6, "slow start x1.5: {:?}", d.c.state());
+    }
+
+    #[test]
+    fn low_iops_windows_accumulate() {
+        // 5 completions per tick: a window needs 4 ticks (20 completions).
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        let slow = |t, l| win(t, 5, 10_000, l, 10);
+        for i in 0..39 {
+            d.step(slow);
+            assert_eq!(d.c.phase(), AimdPhase::Baseline, "tick {i}");
+        }
+        assert!(
+            d.c.state().reason.contains("accumulating") || d.c.state().reason.contains("warming")
+        );
+        d.step(slow);
+        assert_eq!(d.c.phase(), AimdPhase::Probing, "10 windows of 4 ticks");
+    }
+
+    #[test]
+    fn probing_slow_start_then_additive_then_plateau_settle_steady_converged() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Probing, 20, knee64);
+        let mut seen_additive = false;
+        let mut prev = d.c.current().in_flight_limit;
+        for _ in 0..200 {
+            d.step(knee64);
+            let l = d.c.current().in_flight_limit;
+            if d.c.phase() != AimdPhase::Probing {
+                break;
+            }
+            if l == prev + 1 {
+                seen_additive = true;
+            }
+            prev = l;
+        }
+        assert!(seen_additive, "never probed additively");
+        assert_eq!(d.c.phase(), AimdPhase::Settling, "{:?}", d.c.state());
+        assert!(
+            d.c.state().reason.starts_with("plateau"),
+            "{:?}",
+            d.c.state()
+        );
+        let knee = d.c.current().in_flight_limit;
+        assert!((62..=68).contains(&knee), "knee {knee}");
+        // settle 100 ms, then steady
+        for _ in 0..9 {
+            d.step(knee64);
+            assert_eq!(d.c.phase(), AimdPhase::Settling);
+        }
+        d.step(knee64);
+        assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
+        // 5 s of steady: converged, limit unchanged throughout
+        for _ in 0..499 {
+            d.step(knee64);
+            assert_eq!(d.c.phase(), AimdPhase::Steady);
+            assert_eq!(d.c.current().in_flight_limit, knee);
+        }
+        d.step(knee64);
+        assert_eq!(d.c.phase(), AimdPhase::Converged, "{:?}", d.c.state());
+        assert_eq!(d.c.current().in_flight_limit, knee);
+    }
+
+    #[test]
+    fn a_plateau_right_after_a_plateau_still_ends_probing() {
+        // The original's bug: after a flat tick the ratio was undefined and
+        // +1 was re-armed forever. Here in-flight does not follow the limit
+        // at all (something else caps concurrency at 10): probing must stop.
+        let capped = |t, _l: u32| win(t, 1000, 100, 10, 50);
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 8));
+        d.until(AimdPhase::Probing, 20, capped);
+        d.until(AimdPhase::Settling, 100, capped);
+        assert!(d.c.current().in_flight_limit < 40, "{:?}", d.c.state());
+        d.until(AimdPhase::Steady, 20, capped);
+    }
+
+    #[test]
+    fn probing_reaches_the_maximum_and_holds() {
+        // A device that scales forever: limit stops at max, then steady.
+        let lin = |t, l: u32| device(t, l, 10_000, 100);
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 40, 4));
+        d.until(AimdPhase::Settling, 100, lin);
+        assert_eq!(d.c.current().in_flight_limit, 40);
+        assert!(d.c.state().reason.contains("maximum"), "{:?}", d.c.state());
+        d.until(AimdPhase::Steady, 20, lin);
+    }
+
+    #[test]
+    fn ceiling_violation_backs_off_at_once_then_settles_and_reprobes_below_the_cap() {
+        let cfg = AimdConfig {
+            p99_ceiling_us: 1_000,
+            ..AimdConfig::default()
+        };
+        let mut d = Driver::new(cfg, Limits::new(1, 256, 50));
+        // latency grows with depth: 20 µs per op in flight => 1 ms at 50
+        let dev = |t, l: u32| win(t, 2000, 20 * u64::from(l) + 1, l, 100);
+        d.step(dev); // 1001 µs > 1000 µs: violation on the very first tick
+        assert_eq!(d.c.phase(), AimdPhase::Backoff);
+        assert_eq!(d.c.current().in_flight_limit, 40);
+        assert!(d.c.state().reason.contains("ceiling"), "{:?}", d.c.state());
+        d.step(dev);
+        assert_eq!(d.c.phase(), AimdPhase::Settling);
+        assert_eq!(d.c.current().in_flight_limit, 40);
+        // no baseline yet -> warm up again after settling
+        d.until(AimdPhase::Baseline, 20, dev);
+        d.until(AimdPhase::Probing, 20, dev);
+        // It may overshoot once more (slow start), but then stays below 50
+        // for good: probing is capped just below the last violating limit.
+        for _ in 0..300 {
+            d.step(dev);
+        }
+        for _ in 0..200 {
+            d.step(dev);
+            assert!(d.c.current().in_flight_limit <= 49, "{:?}", d.c.state());
+        }
+        assert!(
+            matches!(d.c.phase(), AimdPhase::Steady | AimdPhase::Converged),
+            "{:?}",
+            d.c.state()
+        );
+    }
+
+    #[test]
+    fn latency_backoff_then_probing_stops_below_the_violating_limit() {
+        let cfg = AimdConfig {
+            p99_ceiling_us: 2_000,
+            slow_start: false,
+            ..AimdConfig::default()
+        };
+        let mut d = Driver::new(cfg, Limits::new(1, 256, 30));
+        // scales linearly (no plateau) but latency rises past 2 ms above 40
+        let dev = |t, l: u32| {
+            let lat = if l > 40 {
+                3_000
+            } else {
+                100 + 10 * u64::from(l)
+            };
+            win(t, 100 * u64::from(l), lat, l, 100)
+        };
+        d.until(AimdPhase::Probing, 20, dev);
+        d.until(AimdPhase::Backoff, 40, dev);
+        assert_eq!(d.c.current().in_flight_limit, 32, "41 x 0.8");
+        d.until(AimdPhase::Probing, 20, dev);
+        d.until(AimdPhase::Settling, 40, dev);
+        assert!(d.c.state().reason.contains("violated"), "{:?}", d.c.state());
+        d.until(AimdPhase::Steady, 40, dev);
+        assert_eq!(d.c.current().in_flight_limit, 40, "{:?}", d.c.state());
+    }
+
+    #[test]
+    fn baseline_guard_fires_at_ten_times_the_baseline() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Probing, 20, knee64);
+        assert_eq!(d.c.latency_threshold_ns(), 1_000_000);
+        let before = d.c.current().in_flight_limit;
+        d.step(|t, l| win(t, 500, 1_001, l, 10));
+        assert_eq!(d.c.phase(), AimdPhase::Backoff);
+        assert!(d.c.current().in_flight_limit < before);
+        assert!(
+            d.c.state().reason.contains("baseline guard"),
+            "{:?}",
+            d.c.state()
+        );
+    }
+
+    #[test]
+    fn steady_reprobes_when_throughput_rises_and_backs_off_when_it_falls() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Steady, 200, knee64);
+        let l = d.c.current().in_flight_limit;
+        // the device gets twice as fast: throughput rises materially
+        let faster = |t, l: u32| device(t, l, 64, 50);
+        d.until(AimdPhase::Probing, 10, faster);
+        assert!(d.c.state().reason.contains("rose"), "{:?}", d.c.state());
+        assert_eq!(d.c.current().in_flight_limit, l);
+
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Steady, 200, knee64);
+        let l = d.c.current().in_flight_limit;
+        // capacity halves: throughput falls materially
+        let slower = |t, l: u32| device(t, l, 32, 200);
+        d.until(AimdPhase::Backoff, 10, slower);
+        assert!(d.c.state().reason.contains("fell"), "{:?}", d.c.state());
+        assert!(d.c.current().in_flight_limit < l);
+        d.until(AimdPhase::Settling, 2, slower);
+        d.until(AimdPhase::Probing, 20, slower);
+    }
+
+    #[test]
+    fn converged_leaves_when_p99_moves() {
+        let cfg = AimdConfig {
+            converge_ms: 200,
+            ..AimdConfig::default()
+        };
+        let mut d = Driver::new(cfg, limits());
+        d.until(AimdPhase::Converged, 300, knee64);
+        // same throughput, P99 three times higher (below the guard)
+        let spiky = |t, l: u32| {
+            let mut s = knee64(t, l);
+            let n = s.completions;
+            s.latency = HistogramSnapshot::default();
+            s.latency.record_n(100_000, n - n / 20);
+            s.latency.record_n(300_000, n / 20);
+            s
+        };
+        d.until(AimdPhase::Backoff, 10, spiky);
+        assert!(d.c.state().reason.contains("P99 rose"), "{:?}", d.c.state());
+    }
+
+    #[test]
+    fn empty_windows_never_change_anything_but_timers() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Probing, 20, knee64);
+        let before = d.c.current();
+        for i in 0..100 {
+            let empty = Sample {
+                now: Duration::from_millis(1000 + i * 10),
+                interval: MS10,
+                in_flight_peak: 5,
+                backlog: 3,
+                ..Sample::default()
+            };
+            assert_eq!(d.c.tick(&empty), before);
+            assert_eq!(d.c.tick(&Sample::default()), before);
+        }
+    }
+
+    #[test]
+    fn no_growth_when_the_app_does_not_use_the_limit() {
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 32));
+        // the app keeps at most 8 in flight and never queues
+        let app = |t, _l: u32| win(t, 800, 100, 8, 0);
+        for _ in 0..500 {
+            let before = d.c.current().in_flight_limit;
+            let after = d.step(app).in_flight_limit;
+            assert!(after <= before);
+        }
+        assert!(
+            d.c.state().reason.contains("app-limited"),
+            "{:?}",
+            d.c.state()
+        );
+    }
+
+    #[test]
+    fn at_the_minimum_a_violation_changes_nothing() {
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(4, 256, 4));
+        let dev = |t, l| win(t, 100, 50_000, l, 10);
+        for _ in 0..50 {
+            assert_eq!(d.step(dev).in_flight_limit, 4);
+        }
+        assert!(d.c.state().reason.contains("minimum"), "{:?}", d.c.state());
+    }
+
+    #[test]
+    fn runtime_setters() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Steady, 200, knee64);
+        d.c.set_limits(Limits::new(2, 20, 4));
+        assert_eq!(d.c.current().in_flight_limit, 20);
+        d.c.set_limits(Limits::new(30, 40, 30));
+        assert_eq!(d.c.current().in_flight_limit, 30);
+        d.c.set_limits(Limits::new(1, 256, 4));
+        d.c.set_p99_ceiling(Duration::from_micros(50));
+        assert_eq!(d.c.latency_threshold_ns(), 50_000);
+        d.step(knee64);
+        assert_eq!(d.c.phase(), AimdPhase::Backoff);
+        assert_eq!(d.c.current().in_flight_limit, 24);
+    }
+
+    #[test]
+    fn batch_aims_at_eight_sqes_per_enter_within_a_quarter_of_the_limit() {
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 64));
+        assert_eq!(d.c.current().batch_threshold, 8);
+        // only 2 SQEs per enter: the threshold grows (up to limit/4 = 16)
+        let sparse = |t, l: u32| {
+            let mut s = knee64(t, l);
+            s.enter_calls = s.completions / 2;
+            s
+        };
+        for _ in 0..40 {
+            d.step(sparse);
+        }
+        let b = d.c.current();
+        assert_eq!(b.batch_threshold, b.in_flight_limit / 4, "{b:?}");
+        // 32 per enter: it shrinks
+        let dense = |t, l: u32| {
+            let mut s = knee64(t, l);
+            s.enter_calls = s.completions / 32;
+            s
+        };
+        for _ in 0..40 {
+            d.step(dense);
+        }
+        assert_eq!(d.c.current().batch_threshold, 1);
+        let small = Aimd::new(AimdConfig::default(), Limits::new(1, 256, 2));
+        assert_eq!(small.current().batch_threshold, 1);
+    }
+
+    #[test]
+    fn hinge_finds_the_knee_and_ignores_noise() {
+        let pts: Vec<Point> = (56..72)
+            .map(|l| Point {
+                limit: l,
+                n: l as f64,
+                x: (l.min(64) as f64) * 1000.0,
+            })
+            .collect();
+        assert_eq!(hinge_knee(&pts), 64);
+        let flat: Vec<Point> = (64..72)
+            .map(|l| Point {
+                limit: l,
+                n: l as f64,
+                x: 64_000.0 + if l % 2 == 0 { 300.0 } else { -300.0 },
+            })
+            .collect();
+        assert_eq!(hinge_knee(&flat), 64);
+        assert!(log_log_slope(flat.iter()).abs() < 0.2);
+        assert!((log_log_slope(pts[..8].iter()) - 1.0).abs() < 1e-9);
     }
 }
