@@ -73,6 +73,18 @@ impl ThreadCache {
         }
     }
 
+    /// Hands out a block of `class` if this cache holds one (no lock).
+    #[inline]
+    pub(crate) fn alloc_cached(&mut self, class: usize) -> Option<Block> {
+        let list = &mut self.lists[class];
+        let b = list.pop()?;
+        let c = &self.stats.counters;
+        bump_owned(&c.allocations[class]);
+        bump_owned(&c.cache_hits[class]);
+        set_owned(&self.stats.cached[class], list.len() as u64);
+        Some(b)
+    }
+
     /// Hands out a block of `class`: from this cache (no lock), else a batch
     /// from the shards, else one fresh block from the system.
     #[inline]

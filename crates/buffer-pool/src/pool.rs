@@ -71,6 +71,25 @@ impl BufferPool {
     #[inline]
     pub fn alloc(&self, len: usize) -> Result<Buffer, PoolError> {
         let shared = self.shared();
+        // Fast path: a pooled size with a block waiting in this thread's
+        // cache. Everything else (errors, refills, large requests) is out of
+        // line, which keeps the hot path's result in registers.
+        if len != 0 && len <= shared.cfg.max_size && shared.cfg.thread_cache {
+            if let Some(class) = class_of(len) {
+                let hit =
+                    tls::with_cache(shared, |c| c.alloc_cached(class).map(|b| (b, c.take_ref())));
+                if let Some(Some((block, count))) = hit {
+                    return Ok(Buffer::from_block(block, len, class_size(class), count));
+                }
+            }
+        }
+        self.alloc_slow(len)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, len: usize) -> Result<Buffer, PoolError> {
+        let shared = self.shared();
         if len == 0 {
             return Err(PoolError::ZeroSize);
         }
