@@ -47,6 +47,9 @@ pub struct DriverReport {
     /// A fine-grained timeline (e.g. the trace's 10 ms ticks); empty when the
     /// driver has none and the runner's own 250 ms samples should be used.
     pub timeline: Vec<TimelinePoint>,
+    /// The in-flight limit (sum over rings) after every controller tick, for
+    /// the time to converge; empty: use the timeline's limits.
+    pub limit_series: Vec<(std::time::Duration, f64)>,
     /// Notes to print after the summary (fallbacks, warnings).
     pub notes: Vec<String>,
 }

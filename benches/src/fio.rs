@@ -68,7 +68,7 @@ pub fn fio_args(job: &FioJob<'_>) -> Vec<String> {
         runtime,
         threads,
     } = *job;
-    vec![
+    let mut args: Vec<String> = vec![
         "--name=auraio-vs-fio".into(),
         format!("--filename={}", file.display()),
         "--ioengine=io_uring".into(),
@@ -82,7 +82,13 @@ pub fn fio_args(job: &FioJob<'_>) -> Vec<String> {
         "--time_based".into(),
         format!("--runtime={}ms", runtime.as_millis().max(1)),
         "--output-format=json".into(),
-    ]
+    ];
+    if !direct {
+        // fio drops the file's pages before a job by default: keep the
+        // cache as hot for fio as it was for auraio.
+        args.push("--invalidate=0".into());
+    }
+    args
 }
 
 /// Runs fio once and parses its result.
@@ -397,7 +403,7 @@ mod tests {
 
     #[test]
     fn command_line_matches_the_issue() {
-        let args = fio_args(&FioJob {
+        let job = FioJob {
             file: Path::new("/tmp/f"),
             rw: RwMode::RandRead,
             bs: 4096,
@@ -406,7 +412,8 @@ mod tests {
             iodepth: 32,
             runtime: Duration::from_secs(10),
             threads: 1,
-        });
+        };
+        let args = fio_args(&job);
         for want in [
             "--ioengine=io_uring",
             "--direct=1",
@@ -420,5 +427,12 @@ mod tests {
         ] {
             assert!(args.iter().any(|a| a == want), "missing {want}: {args:?}");
         }
+        assert!(!args.iter().any(|a| a.starts_with("--invalidate")));
+        let buffered = fio_args(&FioJob {
+            direct: false,
+            ..job
+        });
+        assert!(buffered.iter().any(|a| a == "--direct=0"));
+        assert!(buffered.iter().any(|a| a == "--invalidate=0"));
     }
 }

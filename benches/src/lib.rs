@@ -8,8 +8,8 @@
 
 pub mod cli;
 pub mod converge;
-pub mod ctl;
 pub mod driver;
+pub mod engine_driver;
 pub mod fio;
 pub mod offsets;
 pub mod paths;

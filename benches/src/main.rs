@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use auraio_bench::cli::{fmt_bytes, Args};
-use auraio_bench::driver::{Driver, DriverReport, LiveStats};
+use auraio_bench::engine_driver::{EngineDriver, EngineOptions};
 use auraio_bench::fio;
 use auraio_bench::paths;
 use auraio_bench::plot;
@@ -60,9 +60,34 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
                 fmt_bytes(args.size)
             );
         }
+        if !args.direct() && !args.rw.writes() && prepared != Prepared::BlockDevice {
+            if !quiet {
+                eprintln!(
+                    "warming the page cache: reading {} once ...",
+                    fmt_bytes(args.size)
+                );
+            }
+            prep::warm_cache(&file, args.size)
+                .with_context(|| format!("reading {}", file.display()))?;
+        }
     }
 
-    let mut driver = NotAvailable;
+    let mut driver = EngineDriver::new(EngineOptions {
+        rw: args.rw,
+        bs: args.bs,
+        direct: args.direct(),
+        size: args.size,
+        file: file.clone(),
+        threads: args.threads,
+        rings: args.rings,
+        controller: args.controller.clone(),
+        max_p99: args.max_p99,
+        max_in_flight: args.max_in_flight,
+        backlog: args.backlog,
+        seed: args.seed,
+        trace: Some(record.clone()),
+        trace_io_every: 64,
+    });
     let base = RunResult {
         controller: args.controller.to_string(),
         rw: Some(args.rw),
@@ -87,16 +112,12 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
             args.threads
         );
     }
-    let _ = &record;
-    let result = match runner::run(&mut driver, args.runtime, !args.quiet, base) {
-        Ok(r) => r,
-        Err(e) if e.is::<EngineMissing>() => {
-            println!("auraio-bench: engine not available yet: the auraio engine crate is still a stub, so there is nothing to run. The runner, file preparation, fio comparison and plots are ready.");
-            return Ok(ExitCode::SUCCESS);
-        }
-        Err(e) => return Err(e),
-    };
+    let (result, notes) = runner::run(&mut driver, args.runtime, !args.quiet, base)?;
     println!("{}", result.render());
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    println!("trace: {}", record.display());
     finish_outputs(args, &result, &plot_path)?;
 
     if let Some(fio_bin) = fio_path {
@@ -170,30 +191,4 @@ fn vs_fio(
     }
     println!("{}", fio::render_table(result, &runs));
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Debug)]
-struct EngineMissing;
-
-impl std::fmt::Display for EngineMissing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "engine not available yet")
-    }
-}
-
-impl std::error::Error for EngineMissing {}
-
-/// Placeholder until the engine lands.
-struct NotAvailable;
-
-impl Driver for NotAvailable {
-    fn start(&mut self) -> anyhow::Result<()> {
-        Err(EngineMissing.into())
-    }
-    fn live(&mut self) -> LiveStats {
-        LiveStats::default()
-    }
-    fn stop(&mut self) -> anyhow::Result<DriverReport> {
-        Err(EngineMissing.into())
-    }
 }

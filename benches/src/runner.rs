@@ -20,14 +20,14 @@ pub fn run(
     runtime: Duration,
     progress: bool,
     mut result: RunResult,
-) -> anyhow::Result<RunResult> {
+) -> anyhow::Result<(RunResult, Vec<String>)> {
     let bar = if progress {
         let bar = ProgressBar::with_draw_target(
             Some(runtime.as_millis() as u64),
             ProgressDrawTarget::stderr_with_hz(8),
         );
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] [{bar:25}] {msg}")
+            ProgressStyle::with_template("[{bar:16}] {elapsed:>3} {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
@@ -58,14 +58,18 @@ pub fn run(
             p99_ns: now.p99_ns,
         });
         bar.set_position(t.as_millis().min(runtime.as_millis()) as u64);
+        let errors = if now.errors > 0 {
+            format!("  errors {}", now.errors)
+        } else {
+            String::new()
+        };
         bar.set_message(format!(
-            "IOPS {:>7}  {:>8.1} MiB/s  limit {:>4}  batch {:>3}  P99 {:>8}  errors {}",
+            "IOPS {}  {:.0} MiB/s  limit {}  batch {}  P99 {}{errors}",
             fmt_count(iops),
             bw / (1 << 20) as f64,
             now.limit,
             now.batch,
             fmt_ns(now.p99_ns),
-            now.errors
         ));
         last = now;
         last_t = t;
@@ -90,13 +94,17 @@ pub fn run(
     } else {
         report.timeline
     };
-    let series: Vec<(Duration, f64)> = result
-        .timeline
-        .iter()
-        .map(|p| (p.t, f64::from(p.limit)))
-        .collect();
+    let series: Vec<(Duration, f64)> = if report.limit_series.is_empty() {
+        result
+            .timeline
+            .iter()
+            .map(|p| (p.t, f64::from(p.limit)))
+            .collect()
+    } else {
+        report.limit_series
+    };
     result.converge = converge_time(&series);
-    Ok(result)
+    Ok((result, report.notes))
 }
 
 #[cfg(test)]
@@ -145,7 +153,7 @@ mod tests {
     #[test]
     fn runs_for_the_runtime_and_builds_the_result() {
         let mut d = Fake::default();
-        let r = run(
+        let (r, _) = run(
             &mut d,
             Duration::from_millis(900),
             false,
@@ -187,7 +195,7 @@ mod tests {
             }
         }
         let mut d = WithTicks(Fake::default());
-        let r = run(
+        let (r, _) = run(
             &mut d,
             Duration::from_millis(300),
             false,

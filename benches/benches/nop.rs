@@ -1,0 +1,122 @@
+//! NOP submit + complete throughput: the auraio engine against a raw
+//! `io-uring` loop at the same batch size. The raw loop is the baseline: it
+//! is the least work the kernel interface allows, so the engine's number
+//! over the raw number is the library's own per-op overhead.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use auraio_controller::ControllerConfig;
+use auraio_engine::{Engine, ReaperMode, Request};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use io_uring::{opcode, IoUring};
+
+/// Batch sizes compared (SQEs per `io_uring_enter`).
+const BATCHES: [u32; 2] = [8, 32];
+
+/// One round of the raw loop: push `batch` NOPs, one `submit_and_wait`,
+/// reap every CQE.
+fn raw_round(ring: &mut IoUring, batch: u32) {
+    {
+        let mut sq = ring.submission();
+        for i in 0..batch {
+            let nop = opcode::Nop::new().build().user_data(u64::from(i));
+            // SAFETY: a NOP references no user memory, so nothing has to stay
+            // alive until its completion; the ring has room for `batch` SQEs
+            // because every round reaps all of its completions first.
+            let pushed = unsafe { sq.push(&nop) };
+            assert!(pushed.is_ok(), "submission queue full");
+        }
+    }
+    let submitted = ring.submit_and_wait(batch as usize);
+    assert!(submitted.is_ok(), "submit_and_wait: {submitted:?}");
+    let mut reaped = 0;
+    for cqe in ring.completion() {
+        assert!(cqe.result() >= 0);
+        reaped += 1;
+    }
+    assert_eq!(reaped, batch);
+}
+
+fn bench_raw(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nop");
+    for batch in BATCHES {
+        g.throughput(Throughput::Elements(u64::from(batch)));
+        let Ok(mut ring) = IoUring::new(256) else {
+            eprintln!("io_uring unavailable here: skipping the raw NOP bench");
+            return;
+        };
+        g.bench_with_input(BenchmarkId::new("raw_io_uring", batch), &batch, |b, &n| {
+            b.iter(|| raw_round(&mut ring, n))
+        });
+    }
+    g.finish();
+}
+
+/// Completions seen by the engine benchmark's callbacks (a static, so the
+/// callback captures nothing and costs no allocation of its own).
+static DONE: AtomicU64 = AtomicU64::new(0);
+
+/// One round through the engine: `batch` NOPs submitted (the batch threshold
+/// hands them to the kernel in one `io_uring_enter`), then `wait` until all
+/// of their callbacks ran.
+fn engine_round(engine: &Engine, batch: u32) {
+    let target = DONE.load(Ordering::Relaxed) + u64::from(batch);
+    for _ in 0..batch {
+        let r = engine.submit(Request::nop(), |_r: std::io::Result<()>| {
+            DONE.fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(r.is_ok(), "engine refused a NOP");
+    }
+    while DONE.load(Ordering::Relaxed) < target {
+        let r = engine.wait(None);
+        assert!(r.is_ok(), "wait: {r:?}");
+    }
+}
+
+fn bench_engine(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nop");
+    for batch in BATCHES {
+        g.throughput(Throughput::Elements(u64::from(batch)));
+        // One ring, the limit far above the batch so it never holds ops
+        // back, and the batch threshold equal to the raw loop's batch.
+        let engine = Engine::builder()
+            .rings(1)
+            .queue_depth(256)
+            .controller(ControllerConfig::Fixed {
+                in_flight: 256,
+                batch,
+            })
+            .batch_threshold(Some(batch))
+            .reaper(ReaperMode::Never)
+            .build();
+        let engine = match engine {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("engine unavailable here ({e}): skipping the engine NOP bench");
+                return;
+            }
+        };
+        g.bench_with_input(BenchmarkId::new("engine", batch), &batch, |b, &n| {
+            b.iter(|| engine_round(&engine, n))
+        });
+    }
+    g.finish();
+}
+
+/// criterion draws its HTML plots with plotters, which needs a registered
+/// font: register one, or skip the plots when the machine has none.
+fn config() -> Criterion {
+    let c = Criterion::default();
+    if auraio_bench::plot::ensure_font().is_some() {
+        c
+    } else {
+        c.without_plots()
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_raw, bench_engine
+}
+criterion_main!(benches);
