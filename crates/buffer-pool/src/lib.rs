@@ -8,6 +8,23 @@
 //! [`IoBuf`]/[`IoBufMut`] so it can be moved into an I/O operation, and goes
 //! back to the pool when dropped, on whatever thread that happens.
 //!
+//! ```
+//! use auraio_buffer_pool::{BufferPool, IoBuf, PoolConfig};
+//!
+//! let pool = BufferPool::new(PoolConfig { alignment: 512, ..PoolConfig::default() })?;
+//! let mut buf = pool.alloc(10_000)?; // capacity 16 KiB, 512-aligned
+//! assert_eq!(buf.len(), 10_000);
+//! assert_eq!(buf.capacity(), 16 << 10);
+//! assert_eq!(buf.as_ptr() as usize % 512, 0);
+//! buf[..5].copy_from_slice(b"hello");
+//! assert_eq!(buf.bytes_init(), 10_000); // what a write would send
+//! drop(buf); // back to this thread's cache
+//! let again = pool.alloc(12_000)?; // same class: served from the cache
+//! assert_eq!(pool.stats().cache_hits, 1);
+//! # drop(again);
+//! # Ok::<(), auraio_buffer_pool::PoolError>(())
+//! ```
+//!
 //! # Tiers
 //!
 //! 1. **Thread cache** — each thread keeps, for *each* pool it uses, a small
@@ -61,8 +78,9 @@ mod tests;
 
 pub use buffer::Buffer;
 pub use config::{
-    auto_shards, class_of, class_size, PoolConfig, PoolError, DEFAULT_ALIGNMENT,
-    DEFAULT_HIGH_WATER, MAX_CLASS_SIZE, MIN_ALIGNMENT, MIN_CLASS_SIZE, NUM_CLASSES,
+    auto_shards, class_of, class_size, PoolConfig, PoolError, DEFAULT_ALIGNMENT, DEFAULT_BATCH,
+    DEFAULT_HIGH_WATER, DEFAULT_MAX_CACHED_BYTES_PER_CLASS, DEFAULT_MAX_SIZE, MAX_ALIGNMENT,
+    MAX_CLASS_SIZE, MAX_SHARDS, MIN_ALIGNMENT, MIN_CLASS_SIZE, NUM_CLASSES,
 };
 pub use fixed::{FixedBuffer, FixedBuffers, MAX_REGIONS};
 pub use io_buf::{IoBuf, IoBufMut};

@@ -19,7 +19,13 @@ pub(crate) struct Caches {
     ids: Vec<u64>,
     caches: Vec<ThreadCache>,
     mru: usize,
+    /// Most-recently-used misses since the last sweep for dropped pools.
+    misses: u32,
 }
+
+/// Sweep for caches of dropped pools every this many MRU misses (and on
+/// every new cache).
+const SWEEP_EVERY: u32 = 64;
 
 impl Caches {
     const fn new() -> Self {
@@ -27,6 +33,7 @@ impl Caches {
             ids: Vec::new(),
             caches: Vec::new(),
             mru: 0,
+            misses: 0,
         }
     }
 
@@ -41,6 +48,10 @@ impl Caches {
 
     #[cold]
     fn get_slow(&mut self, shared: &Counted<Shared>) -> &mut ThreadCache {
+        self.misses += 1;
+        if self.misses >= SWEEP_EVERY {
+            self.sweep_closed();
+        }
         let i = match self.ids.iter().position(|&id| id == shared.id) {
             Some(i) => i,
             None => {
@@ -57,6 +68,7 @@ impl Caches {
     /// Drops the caches of pools that have been closed (their memory goes
     /// back to the system).
     fn sweep_closed(&mut self) {
+        self.misses = 0;
         let mut i = 0;
         while i < self.caches.len() {
             if self.caches[i].is_closed() {
