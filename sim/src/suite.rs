@@ -37,11 +37,34 @@ pub struct SegmentSummary {
 }
 
 /// Seed of a scenario's runs: the user's seed mixed with the scenario's
-/// position, the same for every controller (they face the same stalls and
+/// name (FNV-1a), so a scenario gives the same results whichever others run
+/// with it; the same for every controller (they face the same stalls and
 /// neighbours).
-pub fn scenario_seed(seed: u64, index: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        .wrapping_add((index as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+pub fn scenario_seed(seed: u64, name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ h
+}
+
+/// A controller with the label it gets in tables, plots and JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Labeled {
+    /// Label (by default the config's short form).
+    pub label: String,
+    /// The controller.
+    pub config: ControllerConfig,
+}
+
+impl From<ControllerConfig> for Labeled {
+    fn from(config: ControllerConfig) -> Self {
+        Labeled {
+            label: config.to_string(),
+            config,
+        }
+    }
 }
 
 fn sweep_key(sc: &Scenario, seg: &Segment) -> String {
@@ -70,7 +93,7 @@ enum Job {
 /// Run every scenario with every controller on `threads` threads.
 pub fn run_suite(
     scenarios: &[Scenario],
-    controllers: &[ControllerConfig],
+    controllers: &[Labeled],
     seed: u64,
     threads: usize,
 ) -> Result<Vec<ScenarioReport>, SimError> {
@@ -147,11 +170,13 @@ pub fn run_suite(
                         controller,
                     } => {
                         let sc = &scenarios[scenario];
-                        runner::run(
-                            &sc.run_spec(scenario_seed(seed, scenario)),
-                            &controllers[controller],
+                        let c = &controllers[controller];
+                        runner::run(&sc.run_spec(scenario_seed(seed, &sc.name)), &c.config).map(
+                            |mut r| {
+                                r.controller = c.label.clone();
+                                Out::Run(scenario, controller, r)
+                            },
                         )
-                        .map(|r| Out::Run(scenario, controller, r))
                     }
                 };
                 let failed = out.is_err();

@@ -274,7 +274,11 @@ fn fast_scenario_runs_are_judged() {
     };
     let reports = suite::run_suite(
         std::slice::from_ref(&sc),
-        &[fixed(10), fixed(64), ControllerConfig::default()],
+        &[
+            fixed(10).into(),
+            fixed(64).into(),
+            ControllerConfig::default().into(),
+        ],
         1,
         2,
     )

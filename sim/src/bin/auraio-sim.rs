@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 use auraio_controller::ControllerConfig;
 use auraio_sim::device::DeviceSpec;
 use auraio_sim::empirical::{EmpiricalProfile, LatUnit};
+use auraio_sim::suite::Labeled;
 use auraio_sim::{report, scenario, suite};
 use clap::Parser;
 
@@ -26,7 +27,8 @@ struct Cli {
     scenario: Vec<String>,
     /// Controllers, comma-separated: `aimd`, `fixed:64`, `fixed:64:8`,
     /// `replay:trace.jsonl`, or a JSON `ControllerConfig` such as
-    /// `{"policy":"aimd","backoff_factor":0.9}` (commas inside braces are kept).
+    /// `{"policy":"aimd","backoff_factor":0.9}` (commas inside braces are kept),
+    /// optionally labelled: `gentle={"policy":"aimd","backoff_factor":0.9}`.
     #[arg(long, default_value = "aimd")]
     controllers: String,
     /// An auraio JSON-lines trace with `io` records: adds scenario `trace`
@@ -96,21 +98,32 @@ fn real_main() -> Result<ExitCode> {
     }
     let start = Instant::now();
 
-    let mut controllers: Vec<ControllerConfig> = Vec::new();
+    let mut controllers: Vec<Labeled> = Vec::new();
     for c in split_top_level(&cli.controllers) {
         let c = c.trim();
         if c.is_empty() {
             continue;
         }
-        let cfg: ControllerConfig = c
+        // `label={json}` names a JSON config for the tables and plots.
+        let (label, spec) = match c.split_once("={") {
+            Some((l, rest)) if !l.contains('{') => {
+                (Some(l.trim().to_string()), format!("{{{rest}"))
+            }
+            _ => (None, c.to_string()),
+        };
+        let cfg: ControllerConfig = spec
             .parse()
             .map_err(|e| anyhow::anyhow!("--controllers: `{c}`: {e}"))?;
-        controllers.push(cfg);
+        let mut l = Labeled::from(cfg);
+        if let Some(label) = label {
+            l.label = label;
+        }
+        controllers.push(l);
     }
     let default = ControllerConfig::default();
     let default_name = default.to_string();
-    if cli.check && !controllers.contains(&default) {
-        controllers.insert(0, default.clone());
+    if cli.check && !controllers.iter().any(|c| c.config == default) {
+        controllers.insert(0, Labeled::from(default.clone()));
     }
     if controllers.is_empty() {
         bail!("--controllers: give at least one controller");
@@ -211,7 +224,7 @@ fn real_main() -> Result<ExitCode> {
         }
         println!("plots: {} (and .svg) in {}", paths.len(), cli.out.display());
     }
-    let names: Vec<String> = controllers.iter().map(|c| c.to_string()).collect();
+    let names: Vec<String> = controllers.iter().map(|c| c.label.clone()).collect();
     let summary = report::summary(&reports, cli.seed, names, elapsed, pass, !cli.no_plots);
     let json_path = cli.out.join("summary.json");
     let json = serde_json::to_string_pretty(&summary)?;
