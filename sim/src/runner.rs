@@ -212,6 +212,10 @@ pub struct RunResult {
     pub events: u64,
 }
 
+/// Open loop: queued SQEs the application pushed are flushed by its next
+/// poll, this long after the push, unless a full batch flushed them first.
+pub const APP_FLUSH_NS: u64 = 5_000;
+
 /// Completions a plotted P99 rests on at least (see [`TickPoint::p99_plot_us`]).
 pub const PLOT_MIN_COMPLETIONS: u64 = 100;
 
@@ -235,6 +239,7 @@ struct Runner {
     push_t: Vec<u64>,
     free_slots: Vec<u32>,
     host_state: HostState,
+    app_flush_armed: bool,
     nb_rate: f64,
     nb_scheduled: bool,
     nominal_iops: f64,
@@ -298,6 +303,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
         push_t: Vec::new(),
         free_slots: Vec::new(),
         host_state: HostState::Idle,
+        app_flush_armed: false,
         nb_rate: 0.0,
         nb_scheduled: false,
         nominal_iops: spec.device.nominal_peak_iops(),
@@ -412,12 +418,16 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
             }
             Ev::Arrival => {
                 if let LoadKind::Open { iops } = r.workload.load {
-                    r.backlog += 1;
                     let t = r.sched.now() + r.exp_gap(iops, false);
                     r.sched.push(t, Ev::Arrival);
-                    if r.host_state == HostState::Idle {
-                        r.round();
-                    }
+                    r.app_submit();
+                }
+            }
+            Ev::AppFlush => {
+                r.app_flush_armed = false;
+                if !r.queued.is_empty() {
+                    let mut t = r.sched.now();
+                    r.enter(&mut t);
                 }
             }
             Ev::NeighbourArrival => {
@@ -478,6 +488,48 @@ impl Runner {
         }
     }
 
+    /// The application submits one op from its own thread (open loop): it
+    /// takes a slot and is pushed if the limit allows (entering the kernel
+    /// once `batch` SQEs are queued, or at the application's next poll,
+    /// `APP_FLUSH_NS` later), else it waits in the backlog.
+    fn app_submit(&mut self) {
+        if self.in_flight >= self.limit || self.backlog > 0 {
+            self.backlog += 1;
+            self.meter
+                .set_backlog(self.backlog.min(u64::from(u32::MAX)) as u32);
+            return;
+        }
+        let mut t = self.sched.now();
+        self.push_one(t);
+        if self.queued.len() >= self.batch as usize {
+            self.enter(&mut t);
+        } else if !self.app_flush_armed {
+            self.app_flush_armed = true;
+            self.sched.push(t + APP_FLUSH_NS, Ev::AppFlush);
+        }
+    }
+
+    /// Take a slot and queue an SQE for one op at time `t`.
+    fn push_one(&mut self, t: u64) {
+        let slot = match self.free_slots.pop() {
+            Some(s) => s as usize,
+            None => {
+                self.push_t.push(0);
+                self.push_t.len() - 1
+            }
+        };
+        self.push_t[slot] = t;
+        let write = self.rng_app.gen::<f64>() >= self.workload.read_fraction;
+        self.queued.push(DevOp {
+            id: slot as u64,
+            bytes: self.workload.block_size,
+            write,
+            neighbour: false,
+        });
+        self.in_flight += 1;
+        self.meter.on_submit(self.in_flight);
+    }
+
     /// One round of the reaping/submitting thread at `now`: reap every CQE,
     /// push from the backlog up to the limit (entering the kernel whenever
     /// `batch` SQEs are queued), flush the rest, then stay busy for the CPU
@@ -502,23 +554,7 @@ impl Runner {
         self.cq = cq;
         while self.in_flight < self.limit && self.backlog > 0 {
             self.backlog -= 1;
-            let slot = match self.free_slots.pop() {
-                Some(s) => s as usize,
-                None => {
-                    self.push_t.push(0);
-                    self.push_t.len() - 1
-                }
-            };
-            self.push_t[slot] = t;
-            let write = self.rng_app.gen::<f64>() >= self.workload.read_fraction;
-            self.queued.push(DevOp {
-                id: slot as u64,
-                bytes: self.workload.block_size,
-                write,
-                neighbour: false,
-            });
-            self.in_flight += 1;
-            self.meter.on_submit(self.in_flight);
+            self.push_one(t);
             t += self.host.per_sqe_ns;
             if self.queued.len() >= self.batch as usize {
                 self.enter(&mut t);
@@ -527,6 +563,8 @@ impl Runner {
         if !self.queued.is_empty() {
             self.enter(&mut t);
         }
+        self.meter
+            .set_backlog(self.backlog.min(u64::from(u32::MAX)) as u32);
         self.host_state = HostState::Busy;
         self.sched.push(t.max(now), Ev::HostDone);
     }

@@ -21,6 +21,8 @@ pub enum Ev {
     Tick,
     /// Open-loop workload: the application issues one op.
     Arrival,
+    /// Open loop: the application's next poll flushes its queued SQEs.
+    AppFlush,
     /// The noisy neighbour issues one op.
     NeighbourArrival,
     /// Scenario step event number `n`.
