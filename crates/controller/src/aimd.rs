@@ -73,6 +73,14 @@ pub struct AimdConfig {
     pub target_sqes_per_enter: u32,
     /// Inner loop: the batch threshold stays ≤ `limit × this` (≥ 1).
     pub max_batch_fraction: f64,
+    /// PROBING: when throughput was flat from the very first probe (the
+    /// limit started at or past the knee), walk the limit down by
+    /// `backoff_factor` per window while throughput holds, and keep the
+    /// last level that held.
+    pub probe_down: bool,
+    /// Probing down: throughput "holds" while within this fraction of the
+    /// plateau throughput.
+    pub probe_down_tolerance: f64,
 }
 
 impl Default for AimdConfig {
@@ -101,6 +109,8 @@ impl Default for AimdConfig {
             smoothing: 0.3,
             target_sqes_per_enter: 8,
             max_batch_fraction: 0.25,
+            probe_down: true,
+            probe_down_tolerance: 0.05,
         }
     }
 }
@@ -150,6 +160,7 @@ impl AimdConfig {
             0.0,
             1.0 + 1e-9,
         )?;
+        frac("probe_down_tolerance", self.probe_down_tolerance, 0.0, 1.0)?;
         Ok(())
     }
 
@@ -186,6 +197,7 @@ impl AimdConfig {
         fix!(change_p99, 0.0, f64::MAX);
         fix!(smoothing, 0.0, 1.0 + 1e-9);
         fix!(max_batch_fraction, 0.0, 1.0 + 1e-9);
+        fix!(probe_down_tolerance, 0.0, 1.0);
         c
     }
 }
@@ -258,6 +270,10 @@ pub struct Aimd {
     points: VecDeque<Point>,
     /// Highest limit probing may reach (set by a latency backoff).
     cap: Option<u32>,
+    /// Throughput scaled with the limit at some point of this probing run.
+    rise_seen: bool,
+    /// Probing down: `(plateau throughput, last limit that held it)`.
+    drain: Option<(f64, u32)>,
     // SETTLING / STEADY / CONVERGED
     phase_elapsed: Duration,
     after_settle: AimdPhase,
@@ -292,6 +308,8 @@ impl Aimd {
             prev_point: None,
             points: VecDeque::new(),
             cap: None,
+            rise_seen: false,
+            drain: None,
             phase_elapsed: Duration::ZERO,
             after_settle: AimdPhase::Steady,
             windows_in_phase: 0,
@@ -348,6 +366,10 @@ impl Aimd {
     }
 
     fn enter(&mut self, phase: AimdPhase, reason: String) {
+        self.drain = None;
+        if phase == AimdPhase::Probing {
+            self.rise_seen = false;
+        }
         self.phase = phase;
         self.reason = reason;
         self.phase_elapsed = Duration::ZERO;
@@ -392,8 +414,7 @@ impl Aimd {
     /// Multiplicative decrease (always strictly lower unless at the minimum).
     fn backoff(&mut self, p99: u64, threshold: u64, why: &str) {
         let old = self.limit;
-        let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
-        self.set_limit(cut.min(old.saturating_sub(1)));
+        self.cut();
         // Probing may come back up to just below the limit that violated.
         self.cap = Some(old.saturating_sub(1).max(self.limit));
         let next = if self.baseline_p99.is_none() {
@@ -426,6 +447,10 @@ impl Aimd {
             return;
         }
         let p = self.point(w);
+        if let Some((x_ref, last_good)) = self.drain {
+            self.probe_down_step(p, x_ref, last_good);
+            return;
+        }
         let top = self.cap.unwrap_or(u32::MAX).min(self.limits.max_in_flight);
         if self.slow_start {
             if let Some(prev) = self.prev_point {
@@ -439,11 +464,22 @@ impl Aimd {
                     };
                     if eff < self.cfg.slow_start_exit_efficiency {
                         self.points.push_back(p);
-                        let knee = slow_start_knee(self.points.make_contiguous(), prev.limit);
+                        let pts = self.points.make_contiguous();
+                        let (knee, rose) = slow_start_knee(pts, prev.limit);
+                        let x_ref = pts.iter().map(|p| p.x).sum::<f64>() / pts.len() as f64;
                         self.slow_start = false;
                         self.set_limit(knee);
                         self.points.clear();
                         self.prev_point = None;
+                        if rose {
+                            self.rise_seen = true;
+                        } else if self.cfg.probe_down {
+                            self.start_probe_down(
+                                x_ref,
+                                format!("flat from the first step ({} to {})", prev.limit, p.limit),
+                            );
+                            return;
+                        }
                         self.reason = format!(
                             "slow start ended: efficiency {eff:.2} from {} to {}; knee estimate {knee}, probing +{} from {}",
                             prev.limit, p.limit, self.cfg.additive_increase, self.limit
@@ -482,9 +518,20 @@ impl Aimd {
             if eff < self.cfg.efficiency_epsilon {
                 let pts: Vec<Point> = self.points.iter().skip(from).copied().collect();
                 let knee = hinge_knee(&pts).min(self.limit);
+                let lowest = pts.iter().map(|p| p.limit).min().unwrap_or(knee);
                 let old = self.limit;
                 self.set_limit(knee);
                 self.points.clear();
+                if knee > lowest {
+                    self.rise_seen = true;
+                } else if !self.rise_seen && self.cfg.probe_down {
+                    let x_ref = pts.iter().map(|p| p.x).sum::<f64>() / pts.len() as f64;
+                    self.start_probe_down(
+                        x_ref,
+                        format!("plateau: efficiency {eff:.2}, flat since {lowest}"),
+                    );
+                    return;
+                }
                 self.settle(
                     AimdPhase::Steady,
                     format!(
@@ -508,6 +555,55 @@ impl Aimd {
                 .min(top),
         );
         self.reason = format!("probing: {old} -> {}", self.limit);
+    }
+
+    /// Throughput was flat from the first probe: the knee may be lower.
+    fn start_probe_down(&mut self, x_ref: f64, why: String) {
+        let old = self.limit;
+        if old <= self.limits.min_in_flight {
+            self.settle(AimdPhase::Steady, format!("{why}; at the minimum {old}"));
+            return;
+        }
+        self.cut();
+        self.drain = Some((x_ref, old));
+        self.reason = format!("{why}; probing down: {old} -> {}", self.limit);
+    }
+
+    /// One probing-down window at the current limit.
+    fn probe_down_step(&mut self, p: Point, x_ref: f64, last_good: u32) {
+        let old = self.limit;
+        if p.x >= x_ref * (1.0 - self.cfg.probe_down_tolerance) {
+            if old <= self.limits.min_in_flight {
+                self.settle(
+                    AimdPhase::Steady,
+                    format!("probing down: throughput held down to the minimum {old}"),
+                );
+                return;
+            }
+            self.cut();
+            self.drain = Some((x_ref, old));
+            self.reason = format!(
+                "probing down: throughput held at {old}; {old} -> {}",
+                self.limit
+            );
+        } else {
+            self.set_limit(last_good);
+            self.settle(
+                AimdPhase::Steady,
+                format!(
+                    "probing down: throughput fell {:.0} % at {old}; back to {}",
+                    (1.0 - p.x / x_ref) * 100.0,
+                    self.limit
+                ),
+            );
+        }
+    }
+
+    /// Multiplicative decrease: strictly lower unless at the minimum.
+    fn cut(&mut self) {
+        let old = self.limit;
+        let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
+        self.set_limit(cut.min(old.saturating_sub(1)));
     }
 
     fn reached_top(&mut self, top: u32) {
@@ -614,8 +710,7 @@ impl Aimd {
                 )
             };
             let old = self.limit;
-            let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
-            self.set_limit(cut.min(old.saturating_sub(1)));
+            self.cut();
             self.cap = None;
             self.points.clear();
             self.prev_point = None;
@@ -793,7 +888,8 @@ fn hinge_knee(pts: &[Point]) -> u32 {
 /// throughput still scaled with depth) up to the best throughput, i.e.
 /// Little's law at constant latency. Bounded by that point and by `prev`,
 /// the last level that still scaled well. All flat: the lowest level.
-fn slow_start_knee(pts: &[Point], prev: u32) -> u32 {
+/// The flag says whether any rise was seen.
+fn slow_start_knee(pts: &[Point], prev: u32) -> (u32, bool) {
     let x_max = pts.iter().map(|p| p.x).fold(0.0, f64::max);
     let below = pts
         .iter()
@@ -802,9 +898,12 @@ fn slow_start_knee(pts: &[Point], prev: u32) -> u32 {
     match below {
         Some(a) => {
             let k = (a.limit as f64 * x_max / a.x).round();
-            (k.min(prev as f64) as u32).max(a.limit)
+            ((k.min(prev as f64) as u32).max(a.limit), true)
         }
-        None => pts.iter().map(|p| p.limit).min().unwrap_or(prev).min(prev),
+        None => (
+            pts.iter().map(|p| p.limit).min().unwrap_or(prev).min(prev),
+            false,
+        ),
     }
 }
 

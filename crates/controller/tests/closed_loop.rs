@@ -196,3 +196,109 @@ fn fixed_holds_its_depth_in_the_loop() {
         .iter()
         .all(|(_, d, _)| d.in_flight_limit == 32 && d.batch_threshold == 4));
 }
+
+#[test]
+fn aimd_from_above_the_knee_probes_down() {
+    // Starting at twice the knee: throughput is flat from the first probe,
+    // so AIMD walks the limit down while throughput holds.
+    for initial in [128u32, 200] {
+        let mut c = Aimd::new(AimdConfig::default(), Limits::new(1, 256, initial));
+        let r = run(&mut c, 3, 11, 100.0);
+        print_trajectory(&format!("initial {initial}"), &r);
+        for (t, d, p) in &r.log {
+            if *t >= Duration::from_secs(2) {
+                let l = d.in_flight_limit as f64;
+                assert!(
+                    (KNEE * 0.75..=KNEE * 1.25).contains(&l),
+                    "initial {initial}: limit {l} at {t:?} ({p})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn aimd_follows_a_capacity_drop() {
+    // Knee 64 for 3 s, then the device loses half its units (knee 32,
+    // same per-op latency): AIMD must come down to within ±25 % of 32.
+    let mut c = Aimd::new(AimdConfig::default(), limits());
+    let mut dev = Device {
+        base_ns: 100_000.0,
+        knee: KNEE,
+        rng: Rng(77),
+    };
+    let meter = IoMeter::new();
+    let mut d = c.current();
+    let mut now = Duration::ZERO;
+    let mut log = Vec::new();
+    while now < Duration::from_secs(8) {
+        now += TICK;
+        if now == Duration::from_secs(3) {
+            dev.knee = 32.0;
+        }
+        let s = dev.tick(&meter, now, d);
+        d = c.tick(&s);
+        log.push((now, d, c.state().phase));
+    }
+    let r = Run { log };
+    print_trajectory("capacity drop at 3 s", &r);
+    for (t, d, p) in &r.log {
+        let l = d.in_flight_limit as f64;
+        if *t >= Duration::from_secs(2) && *t < Duration::from_secs(3) {
+            assert!(
+                (48.0..=80.0).contains(&l),
+                "before the drop: {l} at {t:?} ({p})"
+            );
+        }
+        if *t >= Duration::from_secs(5) {
+            assert!(
+                (24.0..=40.0).contains(&l),
+                "after the drop: {l} at {t:?} ({p})"
+            );
+        }
+    }
+}
+
+#[test]
+fn aimd_app_limited_does_not_drift_up() {
+    // The application never has more than 20 ops outstanding: the limit
+    // must not drift above twice that.
+    let mut c = Aimd::new(AimdConfig::default(), limits());
+    let meter = IoMeter::new();
+    let mut dev = Device {
+        base_ns: 100_000.0,
+        knee: KNEE,
+        rng: Rng(5),
+    };
+    let mut now = Duration::ZERO;
+    let mut d = c.current();
+    let mut max_limit = 0;
+    while now < Duration::from_secs(5) {
+        now += TICK;
+        let used = d.in_flight_limit.min(20);
+        let s = dev.tick(
+            &meter,
+            now,
+            Decision {
+                in_flight_limit: used,
+                ..d
+            },
+        );
+        let s = Sample {
+            backlog: if d.in_flight_limit < 20 {
+                20 - d.in_flight_limit
+            } else {
+                0
+            },
+            ..s
+        };
+        d = c.tick(&s);
+        max_limit = max_limit.max(d.in_flight_limit);
+    }
+    println!("app-limited: max limit {max_limit}, final {:?}", c.state());
+    assert!(
+        max_limit >= 20,
+        "never gave the app what it needs: {max_limit}"
+    );
+    assert!(max_limit <= 40, "drifted to {max_limit}");
+}
