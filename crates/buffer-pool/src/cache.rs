@@ -89,15 +89,10 @@ impl ThreadCache {
     /// from the shards, else one fresh block from the system.
     #[inline]
     pub(crate) fn alloc(&mut self, class: usize) -> Result<Block, PoolError> {
-        let list = &mut self.lists[class];
-        if let Some(b) = list.pop() {
-            let c = &self.stats.counters;
-            bump_owned(&c.allocations[class]);
-            bump_owned(&c.cache_hits[class]);
-            set_owned(&self.stats.cached[class], list.len() as u64);
-            return Ok(b);
+        match self.alloc_cached(class) {
+            Some(b) => Ok(b),
+            None => self.refill(class),
         }
-        self.refill(class)
     }
 
     #[cold]
