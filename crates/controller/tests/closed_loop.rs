@@ -285,11 +285,7 @@ fn aimd_app_limited_does_not_drift_up() {
             },
         );
         let s = Sample {
-            backlog: if d.in_flight_limit < 20 {
-                20 - d.in_flight_limit
-            } else {
-                0
-            },
+            backlog: 20u32.saturating_sub(d.in_flight_limit),
             ..s
         };
         d = c.tick(&s);
