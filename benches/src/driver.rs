@@ -50,6 +50,9 @@ pub struct DriverReport {
     /// The in-flight limit (sum over rings) after every controller tick, for
     /// the time to converge; empty: use the timeline's limits.
     pub limit_series: Vec<(std::time::Duration, f64)>,
+    /// Time from `start` until the last op finished (before any
+    /// post-processing); `None`: the runner measures around `stop`.
+    pub elapsed: Option<std::time::Duration>,
     /// Notes to print after the summary (fallbacks, warnings).
     pub notes: Vec<String>,
 }

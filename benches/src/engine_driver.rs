@@ -254,6 +254,7 @@ impl Driver for EngineDriver {
             final_limit: stats.total.limit,
             final_batch: stats.rings.first().map_or(0, |r| r.batch),
             ring_lines: ring_lines(&stats, elapsed),
+            elapsed: Some(elapsed),
             ..Default::default()
         };
         match &self.opts.trace {

@@ -146,7 +146,7 @@ fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::
         },
         result.controller
     );
-    match plot::write_plot(plot_path, &title, &result.timeline) {
+    match plot::write_plot(plot_path, &title, &result.timeline, result.converge) {
         Ok(warning) => {
             if let Some(w) = warning {
                 eprintln!("warning: {w}");

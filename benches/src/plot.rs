@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -46,12 +47,14 @@ pub fn ensure_font() -> Option<&'static Path> {
     .as_deref()
 }
 
-/// Draws the plot to `path` (`.svg` → SVG, anything else → PNG). Returns a
+/// Draws the plot to `path` (`.svg` → SVG, anything else → PNG), with a
+/// dashed vertical line at the time to converge when known. Returns a
 /// warning to show when the plot had to be drawn without text.
 pub fn write_plot(
     path: &Path,
     title: &str,
     points: &[TimelinePoint],
+    converged: Option<Duration>,
 ) -> anyhow::Result<Option<String>> {
     let text = ensure_font().is_some();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -66,6 +69,7 @@ pub fn write_plot(
             SVGBackend::new(path, size).into_drawing_area(),
             title,
             points,
+            converged,
             text,
         )?;
     } else {
@@ -73,6 +77,7 @@ pub fn write_plot(
             BitMapBackend::new(path, size).into_drawing_area(),
             title,
             points,
+            converged,
             text,
         )?;
     }
@@ -90,6 +95,7 @@ pub fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     points: &[TimelinePoint],
+    converged: Option<Duration>,
     text: bool,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
@@ -104,6 +110,7 @@ pub fn draw<DB: DrawingBackend>(
         .map(|p| p.t.as_secs_f64())
         .fold(0.0, f64::max)
         .max(0.001);
+    let mark = converged.map(|d| d.as_secs_f64());
     let limit: Vec<(f64, f64)> = points
         .iter()
         .map(|p| (p.t.as_secs_f64(), f64::from(p.limit)))
@@ -120,6 +127,7 @@ pub fn draw<DB: DrawingBackend>(
     panel(
         &panels[0],
         "in-flight limit",
+        mark,
         &limit,
         t_max,
         BLUE,
@@ -129,6 +137,7 @@ pub fn draw<DB: DrawingBackend>(
     panel(
         &panels[1],
         "IOPS (thousands)",
+        mark,
         &iops,
         t_max,
         RGBColor(0, 140, 60),
@@ -138,6 +147,7 @@ pub fn draw<DB: DrawingBackend>(
     panel(
         &panels[2],
         "P99 latency (ms)",
+        mark,
         &p99,
         t_max,
         RED,
@@ -148,9 +158,11 @@ pub fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     label: &str,
+    mark: Option<f64>,
     data: &[(f64, f64)],
     t_max: f64,
     color: RGBColor,
@@ -175,6 +187,33 @@ fn panel<DB: DrawingBackend>(
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(err)?;
+    if let Some(x) = mark.filter(|x| x.is_finite()) {
+        // Dashed marker: time to converge.
+        let n = 40;
+        let dashes = (0..n).step_by(2).map(|i| {
+            let y0 = y_max * f64::from(i) / f64::from(n);
+            let y1 = y_max * f64::from(i + 1) / f64::from(n);
+            PathElement::new(vec![(x, y0), (x, y1)], BLACK.mix(0.6))
+        });
+        chart.draw_series(dashes).map_err(err)?;
+        if text && step {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    "converged",
+                    // Left of the line near the right edge, else right of it.
+                    (
+                        if x > 0.8 * t_max {
+                            x - 0.075 * t_max
+                        } else {
+                            x + 0.005 * t_max
+                        },
+                        y_max * 0.95,
+                    ),
+                    ("sans-serif", 14),
+                )))
+                .map_err(err)?;
+        }
+    }
     let style = ShapeStyle::from(&color).stroke_width(2);
     if step {
         // The limit holds until the next decision: draw it as steps.
@@ -200,7 +239,6 @@ fn panel<DB: DrawingBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn points() -> Vec<TimelinePoint> {
         (0..100)
@@ -217,11 +255,11 @@ mod tests {
     fn writes_png_and_svg() {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("a").join("plot.png");
-        write_plot(&png, "test", &points()).unwrap();
+        write_plot(&png, "test", &points(), Some(Duration::from_secs(5))).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         let svg = dir.path().join("plot.SVG");
-        write_plot(&svg, "test", &points()).unwrap();
+        write_plot(&svg, "test", &points(), None).unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("<svg"), "{}", &s[..s.len().min(200)]);
         if ensure_font().is_some() {
@@ -234,10 +272,23 @@ mod tests {
         let mut buf = vec![0u8; 300 * 200 * 3];
         {
             let root = BitMapBackend::with_buffer(&mut buf, (300, 200)).into_drawing_area();
-            draw(root, "no text", &points(), false).unwrap();
+            draw(
+                root,
+                "no text",
+                &points(),
+                Some(Duration::from_secs(1)),
+                false,
+            )
+            .unwrap();
         }
         assert!(buf.iter().any(|&b| b != 255), "nothing drawn");
         let dir = tempfile::tempdir().unwrap();
-        write_plot(&dir.path().join("empty.svg"), "empty", &[]).unwrap();
+        write_plot(
+            &dir.path().join("empty.svg"),
+            "empty",
+            &[],
+            Some(Duration::ZERO),
+        )
+        .unwrap();
     }
 }

@@ -79,7 +79,7 @@ pub fn run(
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     let report = report?;
-    result.elapsed = elapsed;
+    result.elapsed = report.elapsed.unwrap_or(elapsed);
     result.ops = report.ops;
     result.bytes = report.bytes;
     result.errors = report.errors;
