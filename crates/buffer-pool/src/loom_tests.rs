@@ -71,9 +71,9 @@ fn quiescent_identities(s: &PoolStats) {
     }
 }
 
-/// Thread A overflows its cache and flushes a batch to the shard while
-/// thread B, with an empty cache, refills from that shard. No block may be
-/// handed out twice, none lost.
+/// Thread A overflows its cache and flushes batches to the shard while
+/// thread B, with an empty cache, refills from that shard (and flushes back).
+/// No block may be handed out twice, none lost.
 #[test]
 fn loom_cache_flush_races_refill() {
     loom::model(|| {
@@ -81,44 +81,74 @@ fn loom_cache_flush_races_refill() {
         let ledger = Arc::new(Ledger::default());
 
         let mut cache_a = ThreadCache::new(&shared);
-        let a1 = cache_a.alloc(0).expect("alloc");
-        let a2 = cache_a.alloc(0).expect("alloc");
-        ledger.out(&a1);
-        ledger.out(&a2);
+        let blocks: Vec<Block> = (0..3).map(|_| cache_a.alloc(0).expect("alloc")).collect();
+        for b in &blocks {
+            ledger.out(b);
+        }
 
         let b = {
             let shared = shared.clone_one();
             let ledger = ledger.clone();
             thread::spawn(move || {
                 let mut cache_b = ThreadCache::new(&shared);
-                let blk = cache_b.alloc(0).expect("alloc");
-                ledger.out(&blk);
-                // SAFETY: writing our own block.
-                unsafe { blk.0.as_ptr().write(0xB) };
-                // SAFETY: reading it back; no one else may own it.
-                assert_eq!(unsafe { blk.0.as_ptr().read() }, 0xB);
-                ledger.back(&blk);
-                cache_b.free(0, blk);
-                drop(cache_b); // releases to the shard
+                let x = cache_b.alloc(0).expect("alloc");
+                ledger.out(&x);
+                let y = cache_b.alloc(0).expect("alloc");
+                ledger.out(&y);
+                for blk in [&x, &y] {
+                    // SAFETY: writing and reading back our own block.
+                    unsafe { blk.0.as_ptr().write(0xB) };
+                    // SAFETY: as above; nobody else may own it.
+                    assert_eq!(unsafe { blk.0.as_ptr().read() }, 0xB);
+                }
+                ledger.back(&x);
+                cache_b.free(0, x);
+                ledger.back(&y);
+                cache_b.free(0, y); // hw = 1: flushes one to the shard
+                drop(cache_b); // releases the rest to the shard
             })
         };
 
-        // hw = 1: the second free flushes one block to the shard.
-        ledger.back(&a1);
-        cache_a.free(0, a1);
-        ledger.back(&a2);
-        cache_a.free(0, a2);
+        // hw = 1: the second and third frees each flush one to the shard.
+        for blk in blocks {
+            ledger.back(&blk);
+            cache_a.free(0, blk);
+        }
         b.join().expect("thread b");
 
         drop(cache_a);
         let s = shared.stats();
         assert_eq!(s.thread_caches, 0);
-        assert_eq!(s.allocations, 3);
-        assert_eq!(s.frees, 3);
+        assert_eq!(s.allocations, 5);
+        assert_eq!(s.frees, 5);
         quiescent_identities(&s);
         // The shard keeps at most hw = 1; the rest went back to the system.
         assert!(s.classes[0].cached_in_shards <= 1);
         drop(shared); // loom's leak checker sees every block freed
+    });
+}
+
+/// The pool closes while a cache flushes into a shard: whichever wins the
+/// shard lock, no block stays parked in a closed pool's shard.
+#[test]
+fn loom_close_races_flush() {
+    loom::model(|| {
+        let shared = Counted::new(Shared::build(tiny_cfg()));
+        let mut cache = ThreadCache::new(&shared);
+        let a = cache.alloc(0).expect("alloc");
+        let b = cache.alloc(0).expect("alloc");
+        let closer = {
+            let shared = shared.clone_one();
+            thread::spawn(move || shared.close())
+        };
+        cache.free(0, a);
+        cache.free(0, b); // flushes one block to the shard
+        closer.join().expect("closer");
+        drop(cache); // releases the rest: to the system, the pool is closed
+        let s = shared.stats();
+        assert_eq!(s.classes[0].cached_in_shards, 0, "{s:#?}");
+        assert_eq!(s.system_allocations, s.system_frees);
+        drop(shared);
     });
 }
 
