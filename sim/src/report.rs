@@ -349,6 +349,44 @@ pub fn write_plots(
     Ok((paths, text))
 }
 
+/// Write `NAME.csv` for every scenario into `dir`: one row per controller
+/// and tick (`controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,
+/// in_flight_peak,backlog,phase`), for plotting elsewhere.
+pub fn write_series(reports: &[ScenarioReport], dir: &Path) -> Result<Vec<PathBuf>, SimError> {
+    let mut paths = Vec::new();
+    for r in reports {
+        let mut out = String::from(
+            "controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,in_flight_peak,backlog,phase\n",
+        );
+        for (_, run) in &r.runs {
+            let label = run.controller.replace([',', '"', '\n'], " ");
+            for t in &run.ticks {
+                let _ = writeln!(
+                    out,
+                    "{label},{:.3},{},{},{:.0},{:.1},{:.1},{:.2},{},{},{}",
+                    t.t_s,
+                    t.limit,
+                    t.batch,
+                    t.iops,
+                    t.p50_us,
+                    t.p99_us,
+                    t.in_flight_avg,
+                    t.in_flight_peak,
+                    t.backlog,
+                    t.phase.replace([',', '\n'], " ")
+                );
+            }
+        }
+        let path = dir.join(format!("{}.csv", r.scenario.name));
+        std::fs::write(&path, out).map_err(|e| SimError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        paths.push(path);
+    }
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

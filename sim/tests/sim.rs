@@ -313,6 +313,15 @@ fn fast_scenario_runs_are_judged() {
     let dir = tempfile::tempdir().unwrap();
     let (paths, _) = report::write_plots(&reports, dir.path()).unwrap();
     assert!(paths[0].exists() && dir.path().join("sata.svg").exists());
+    let csv = report::write_series(&reports, dir.path()).unwrap();
+    let text = std::fs::read_to_string(&csv[0]).unwrap();
+    assert!(text.starts_with("controller,t_s,limit"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("fixed:10:8,") && l.contains(",10,")),
+        "{}",
+        &text[..300]
+    );
     let s = report::summary(&reports, 1, vec!["x".into()], 0.0, true, true);
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["scenarios"][0]["name"], "sata");

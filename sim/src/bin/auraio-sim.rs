@@ -224,6 +224,7 @@ fn real_main() -> Result<ExitCode> {
         }
         println!("plots: {} (and .svg) in {}", paths.len(), cli.out.display());
     }
+    report::write_series(&reports, &cli.out)?;
     let names: Vec<String> = controllers.iter().map(|c| c.label.clone()).collect();
     let summary = report::summary(&reports, cli.seed, names, elapsed, pass, !cli.no_plots);
     let json_path = cli.out.join("summary.json");
