@@ -16,12 +16,23 @@ use crate::tls;
 /// system at once, buffers still out stay valid and are freed to the system
 /// when dropped, and thread caches release their memory when their thread
 /// next uses any pool (or calls [`release_dropped_pool_caches`]) or exits.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BufferPool {
     handle: Arc<Handle>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for BufferPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shared = self.shared();
+        f.debug_struct("BufferPool")
+            .field("id", &shared.id)
+            .field("alignment", &shared.alignment)
+            .field("shards", &shared.num_shards())
+            .field("config", &shared.cfg)
+            .finish()
+    }
+}
+
 struct Handle {
     shared: Counted<Shared>,
 }

@@ -473,6 +473,18 @@ fn fixed_buffers_reject_bad_requests() {
 }
 
 #[test]
+fn debug_output_is_short() {
+    let pool = BufferPool::with_defaults();
+    let bufs: Vec<Buffer> = (0..100).map(|_| pool.alloc(4096).expect("alloc")).collect();
+    drop(bufs);
+    let s = format!("{pool:?}");
+    assert!(s.starts_with("BufferPool"), "{s}");
+    assert!(s.len() < 1000, "{s}");
+    let b = pool.alloc(5).expect("alloc");
+    assert!(format!("{b:?}").contains("len: 5"));
+}
+
+#[test]
 fn stats_are_serde() {
     fn assert_serde<T: serde::Serialize + serde::de::DeserializeOwned>() {}
     assert_serde::<PoolStats>();
