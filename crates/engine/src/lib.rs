@@ -41,7 +41,7 @@ mod request;
 mod shard;
 mod stats;
 
-pub use auraio_buffer_pool::{IoBuf, IoBufMut};
+pub use auraio_buffer_pool::{Buffer, BufferPool, IoBuf, IoBufMut, PoolConfig};
 pub use auraio_controller::{Controller, ControllerConfig, ControllerState, Decision, Limits};
 pub use auraio_ring::{Fd, OpKind, RingKind};
 pub use config::{

@@ -1,0 +1,165 @@
+//! A real workload: random 4 KiB O_DIRECT reads on a few hundred MiB file
+//! with far more demand than the starting limit. The AIMD controller must
+//! move the in-flight limit up from where it starts (toward the device's
+//! knee). Only the direction is asserted (the largest limit and the mean
+//! over the second half exceed the start), never timings.
+//!
+//! `AURAIO_AIMD_FILE_MIB` (default 256) and `AURAIO_AIMD_SECS` (default 3)
+//! scale it.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use auraio_engine::{BufferPool, Engine, ReaperMode};
+
+struct Ctx {
+    engine: Engine,
+    file: File,
+    pool: BufferPool,
+    blocks: u64,
+    seed: AtomicU64,
+    stop: AtomicBool,
+    done: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn next_offset(ctx: &Ctx) -> u64 {
+    // SplitMix64 over a shared counter: cheap, well spread, deterministic.
+    let mut z = ctx
+        .seed
+        .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+        .wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z % ctx.blocks) * 4096
+}
+
+fn issue(ctx: Arc<Ctx>) {
+    if ctx.stop.load(Ordering::Relaxed) {
+        return;
+    }
+    let buf = ctx.pool.alloc(4096).unwrap();
+    let off = next_offset(&ctx);
+    let c2 = Arc::clone(&ctx);
+    ctx.engine
+        .read(&ctx.file, buf, off, move |r, _buf| {
+            match r {
+                Ok(4096) => {}
+                _ => {
+                    c2.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            c2.done.fetch_add(1, Ordering::Relaxed);
+            issue(c2);
+        })
+        .unwrap();
+}
+
+#[test]
+fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
+    let mib: u64 = std::env::var("AURAIO_AIMD_FILE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let secs: u64 = std::env::var("AURAIO_AIMD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("random.dat");
+    {
+        let mut f = File::create(&path).unwrap();
+        let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+        for _ in 0..mib {
+            f.write_all(&chunk).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            println!("skipping: O_DIRECT not available in the temp dir: {e}");
+            return;
+        }
+    };
+    let engine = Engine::builder()
+        .rings(1)
+        .reaper(ReaperMode::Never)
+        .build()
+        .unwrap();
+    let initial = engine.in_flight_limit(0).unwrap();
+    let ctx = Arc::new(Ctx {
+        engine: engine.clone(),
+        file,
+        pool: BufferPool::with_defaults(),
+        blocks: mib * 256,
+        seed: AtomicU64::new(42),
+        stop: AtomicBool::new(false),
+        done: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+    });
+    // Demand far above the starting limit: 256 requests always waiting.
+    for _ in 0..256 {
+        issue(Arc::clone(&ctx));
+    }
+    let start = Instant::now();
+    let mut trajectory = Vec::new();
+    let mut next_mark = Duration::ZERO;
+    let mut last_done = 0;
+    while start.elapsed() < Duration::from_secs(secs) {
+        engine.wait(Some(Duration::from_millis(5))).unwrap();
+        if start.elapsed() >= next_mark {
+            let done = ctx.done.load(Ordering::Relaxed);
+            let st = engine.stats();
+            trajectory.push((
+                start.elapsed().as_millis(),
+                engine.in_flight_limit(0).unwrap(),
+                done - last_done,
+                st.rings[0].phase.clone(),
+            ));
+            last_done = done;
+            next_mark += Duration::from_millis(250);
+        }
+    }
+    ctx.stop.store(true, Ordering::Relaxed);
+    engine.run_until_idle().unwrap();
+    let final_limit = engine.in_flight_limit(0).unwrap();
+    let max_limit = trajectory.iter().map(|t| t.1).max().unwrap_or(0);
+    println!("initial limit {initial}");
+    for (ms, limit, ops, phase) in &trajectory {
+        println!("t={ms:>5} ms  limit={limit:>4}  ops/250ms={ops:>6}  phase={phase}");
+    }
+    let st = engine.stats();
+    println!(
+        "final limit {final_limit}, completions {}, p99 {} us",
+        st.total.completions,
+        st.total.p99_ns / 1000
+    );
+    assert_eq!(
+        ctx.errors.load(Ordering::Relaxed),
+        0,
+        "every read returned 4096 bytes"
+    );
+    assert!(ctx.done.load(Ordering::Relaxed) > 1000, "the workload ran");
+    assert!(
+        max_limit > initial,
+        "the limit never rose above its start ({initial}): {trajectory:?}"
+    );
+    // The controller keeps probing and backing off on a noisy shared disk,
+    // so judge the second half as a whole rather than the last instant.
+    let half = &trajectory[trajectory.len() / 2..];
+    let mean = half.iter().map(|t| f64::from(t.1)).sum::<f64>() / half.len().max(1) as f64;
+    assert!(
+        mean > f64::from(initial),
+        "the limit did not stay above its start ({initial}); second-half mean {mean:.1}"
+    );
+}

@@ -1,0 +1,450 @@
+//! Re-entrancy, cancel, dropped futures, shutdown, panics, threads, stats,
+//! traces: the engine's lifecycle guarantees.
+
+mod common;
+
+use std::io;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use auraio_engine::{is_shutdown, ControllerConfig, Engine, IoBuf, IoBufMut, ReaperMode, Request};
+use common::*;
+
+/// A buffer that holds a clone of an `Arc`, so a test can see whether the
+/// engine still owns it (strong count).
+struct Tracked {
+    data: Vec<u8>,
+    _tag: Arc<()>,
+}
+
+// SAFETY: delegates to the inner Vec, whose heap memory is stable.
+unsafe impl IoBuf for Tracked {
+    fn stable_ptr(&self) -> *const u8 {
+        self.data.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.data.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.data.bytes_total()
+    }
+}
+
+// SAFETY: delegates to the inner Vec.
+unsafe impl IoBufMut for Tracked {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.data.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.data.set_init(pos) }
+    }
+}
+
+fn fixed_engine(limit: u32, reaper: ReaperMode) -> Engine {
+    Engine::builder()
+        .rings(1)
+        .queue_depth(64)
+        .controller(ControllerConfig::Fixed {
+            in_flight: limit,
+            batch: 1,
+        })
+        .reaper(reaper)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn callbacks_can_submit_more_io() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(64 * 200, 4);
+    let p = make_file(dir.path(), "f", &data);
+    let file = Arc::new(std::fs::File::open(&p).unwrap());
+    let e = engine(ReaperMode::Never);
+    let got = Arc::new(Mutex::new(Vec::new()));
+
+    fn step(e: Engine, file: Arc<std::fs::File>, i: u64, got: Arc<Mutex<Vec<u8>>>) {
+        let e2 = e.clone();
+        let f2 = Arc::clone(&file);
+        e.read(&*file, Vec::with_capacity(64), i * 64, move |r, buf| {
+            assert_eq!(r.unwrap(), 64);
+            got.lock().unwrap().extend_from_slice(&buf);
+            if i + 1 < 200 {
+                step(e2, f2, i + 1, got);
+            }
+        })
+        .unwrap();
+    }
+    step(e.clone(), file, 0, Arc::clone(&got));
+    e.run_until_idle().unwrap();
+    assert_eq!(*got.lock().unwrap(), data, "200 chained reads in order");
+    assert_eq!(e.stats().total.completions, 200);
+}
+
+#[test]
+fn cancel_in_kernel_and_in_backlog() {
+    let e = fixed_engine(1, ReaperMode::Never);
+    let (rd, _wr) = pipe();
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let r1 = Arc::clone(&results);
+    let first = e
+        .read(&rd, vec![0u8; 8], 0, move |r, buf| {
+            r1.lock()
+                .unwrap()
+                .push(("first", r.map_err(|e| e.raw_os_error()), buf.len()))
+        })
+        .unwrap();
+    let r2 = Arc::clone(&results);
+    let second = e
+        .read(&rd, vec![0u8; 4], 0, move |r, buf| {
+            r2.lock()
+                .unwrap()
+                .push(("second", r.map_err(|e| e.raw_os_error()), buf.len()))
+        })
+        .unwrap();
+    e.poll().unwrap();
+    let st = e.stats();
+    assert_eq!(st.total.in_flight, 1, "limit 1: one in the ring");
+    assert_eq!(st.total.backlog, 1, "the other waits in the backlog");
+    // Cancelling the backlogged op completes it at once.
+    e.cancel(&second).unwrap();
+    e.poll().unwrap();
+    assert!(second.is_done());
+    // Cancelling the one in the kernel completes it with ECANCELED.
+    e.cancel(&first).unwrap();
+    drive_until(&e, || first.is_done(), "cancelled read");
+    let got = results.lock().unwrap().clone();
+    assert_eq!(
+        got,
+        vec![
+            ("second", Err(Some(libc::ECANCELED)), 4),
+            ("first", Err(Some(libc::ECANCELED)), 8)
+        ]
+    );
+    // Cancelling again is a no-op.
+    e.cancel(&first).unwrap();
+    assert_eq!(e.pending(), 0);
+}
+
+#[test]
+fn dropped_future_keeps_its_buffer_until_the_cqe() {
+    // No reaper: the test decides when completions are reaped.
+    let e = engine(ReaperMode::Never);
+    let (rd, _wr) = pipe();
+    let tag = Arc::new(());
+    let buf = Tracked {
+        data: vec![0u8; 32],
+        _tag: Arc::clone(&tag),
+    };
+    let fut = e.read_at(&rd, buf, 0);
+    assert_eq!(Arc::strong_count(&tag), 2, "the op owns the buffer");
+    drop(fut);
+    // The cancel is issued, but the CQE has not been reaped: the slot still
+    // owns the buffer, so the kernel can never write into freed memory.
+    assert_eq!(
+        Arc::strong_count(&tag),
+        2,
+        "buffer must stay alive until the completion is reaped"
+    );
+    drive_until(&e, || e.pending() == 0, "the cancel completion");
+    assert_eq!(Arc::strong_count(&tag), 1, "freed once the CQE arrived");
+
+    // The same with a backlogged op: dropping it frees the buffer at once
+    // (it never reached the kernel).
+    let e = fixed_engine(1, ReaperMode::Never);
+    let hold = e.read_at(&rd, vec![0u8; 1], 0);
+    let tag2 = Arc::new(());
+    let fut = e.read_at(
+        &rd,
+        Tracked {
+            data: vec![0u8; 8],
+            _tag: Arc::clone(&tag2),
+        },
+        0,
+    );
+    assert_eq!(e.stats().total.backlog, 1);
+    drop(fut);
+    assert_eq!(Arc::strong_count(&tag2), 1);
+    drop(hold);
+    drive_until(&e, || e.pending() == 0, "drain");
+}
+
+#[test]
+fn dropped_future_with_reaper_releases_buffer() {
+    let e = engine(ReaperMode::Auto);
+    let (rd, _wr) = pipe();
+    let tag = Arc::new(());
+    let mut futs = Vec::new();
+    for _ in 0..10 {
+        futs.push(e.read_at(
+            &rd,
+            Tracked {
+                data: vec![0u8; 16],
+                _tag: Arc::clone(&tag),
+            },
+            0,
+        ));
+    }
+    assert_eq!(Arc::strong_count(&tag), 11);
+    drop(futs);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&tag) > 1 {
+        assert!(std::time::Instant::now() < deadline, "buffers not released");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(e.pending(), 0);
+}
+
+#[test]
+fn shutdown_completes_every_op_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", &pattern(4096, 1));
+    let file = std::fs::File::open(&p).unwrap();
+    let (rd, _wr) = pipe();
+    let e = fixed_engine(4, ReaperMode::Never);
+    const N: usize = 40;
+    let calls: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+    let canceled = Arc::new(AtomicUsize::new(0));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let tag = Arc::new(());
+    for i in 0..N {
+        let (c, cx, okc) = (Arc::clone(&calls), Arc::clone(&canceled), Arc::clone(&ok));
+        let buf = Tracked {
+            data: vec![0u8; 16],
+            _tag: Arc::clone(&tag),
+        };
+        let cb = move |r: io::Result<usize>, _b: Tracked| {
+            c[i].fetch_add(1, Ordering::SeqCst);
+            match r {
+                Ok(_) => okc.fetch_add(1, Ordering::SeqCst),
+                Err(e) => {
+                    assert_eq!(e.raw_os_error(), Some(libc::ECANCELED));
+                    cx.fetch_add(1, Ordering::SeqCst)
+                }
+            };
+        };
+        // Mix stuck pipe reads (in the kernel and in the backlog) with
+        // file reads that complete normally.
+        if i % 2 == 0 {
+            e.read(&rd, buf, 0, cb).unwrap();
+        } else {
+            e.read(&file, buf, 0, cb).unwrap();
+        }
+    }
+    // Some in flight, most in the backlog.
+    let st = e.stats();
+    assert!(st.total.backlog > 0, "{st:?}");
+    assert_eq!(e.pending(), N);
+    let e2 = e.clone();
+    drop(e);
+    assert!(!e2.is_shut_down(), "a clone keeps it alive");
+    drop(e2); // last handle: shuts down, cancels and drains
+    for (i, c) in calls.iter().enumerate() {
+        assert_eq!(c.load(Ordering::SeqCst), 1, "op {i} completed once");
+    }
+    let (ok, cx) = (ok.load(Ordering::SeqCst), canceled.load(Ordering::SeqCst));
+    assert_eq!(ok + cx, N);
+    assert!(cx >= N / 2, "every pipe read was cancelled ({cx})");
+    assert_eq!(Arc::strong_count(&tag), 1, "no buffer leaked");
+}
+
+#[test]
+fn shutdown_resolves_pending_futures() {
+    let e = engine(ReaperMode::Auto);
+    let (rd, _wr) = pipe();
+    let futs: Vec<_> = (0..5).map(|_| e.read_at(&rd, vec![0u8; 4], 0)).collect();
+    drop(e);
+    for f in futs {
+        let (r, buf) = futures::executor::block_on(f);
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ECANCELED));
+        assert_eq!(buf.len(), 4);
+    }
+}
+
+#[test]
+fn submit_after_shutdown_is_a_clear_error() {
+    let e = engine(ReaperMode::Never);
+    e.shutdown();
+    assert!(e.is_shut_down());
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", b"x");
+    let f = std::fs::File::open(&p).unwrap();
+    let err = e
+        .read(&f, vec![5u8; 3], 0, |_, _| panic!("never called"))
+        .unwrap_err();
+    assert!(is_shutdown(err.error()), "{err}");
+    let (r, buf) = err.into_output();
+    assert!(r.is_err());
+    assert_eq!(buf, vec![5u8; 3], "buffer handed back");
+    let (r, _) = futures::executor::block_on(e.read_at(&f, vec![0u8; 1], 0));
+    assert!(is_shutdown(&r.unwrap_err()));
+    assert_eq!(e.poll().unwrap(), 0);
+    assert_eq!(e.wait(Some(Duration::from_millis(1))).unwrap(), 0);
+    e.shutdown(); // idempotent
+}
+
+#[test]
+fn a_panicking_callback_is_caught_and_counted() {
+    let e = engine(ReaperMode::Never);
+    e.nop(|_| panic!("boom (expected by the test)")).unwrap();
+    e.run_until_idle().unwrap();
+    let st = e.stats();
+    assert_eq!(st.total.callback_panics, 1);
+    // Still works.
+    let ran = Arc::new(AtomicU32::new(0));
+    let r2 = Arc::clone(&ran);
+    e.nop(move |r| {
+        r.unwrap();
+        r2.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    e.run_until_idle().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(e.stats().total.completions, 2);
+}
+
+#[test]
+fn run_returns_after_stop_from_a_callback() {
+    let e = engine(ReaperMode::Never);
+    let e2 = e.clone();
+    e.nop(move |_| e2.stop()).unwrap();
+    e.run().unwrap();
+    assert_eq!(e.pending(), 0);
+}
+
+#[test]
+fn async_face_under_tokio_multi_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Arc::new(pattern(256 * 1024, 8));
+    let p = make_file(dir.path(), "f", &data);
+    let file = Arc::new(std::fs::File::open(&p).unwrap());
+    let e = engine(ReaperMode::Auto);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    let total = rt.block_on(async {
+        let mut tasks = Vec::new();
+        for t in 0..32u64 {
+            let (e, file, data) = (e.clone(), Arc::clone(&file), Arc::clone(&data));
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                for i in 0..50u64 {
+                    let off = ((t * 50 + i) * 4096) % (256 * 1024);
+                    let (r, buf) = e.read_at(&*file, Vec::with_capacity(4096), off).await;
+                    assert_eq!(r.unwrap(), 4096);
+                    assert_eq!(&buf[..], &data[off as usize..off as usize + 4096]);
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for t in tasks {
+            total += t.await.unwrap();
+        }
+        total
+    });
+    assert_eq!(total, 32 * 50);
+    assert_eq!(e.stats().total.completions, 32 * 50);
+}
+
+#[test]
+fn stats_serialize_and_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", &pattern(8192, 2));
+    let f = std::fs::File::open(&p).unwrap();
+    let e = Engine::builder().rings(1).queue_depth(64).build().unwrap();
+    for i in 0..10 {
+        e.read(&f, Vec::with_capacity(512), i * 512, |r, _| {
+            r.unwrap();
+        })
+        .unwrap();
+    }
+    e.run_until_idle().unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // let a few ticks publish
+    let st = e.stats();
+    assert_eq!(st.total.completions, 10);
+    assert_eq!(st.total.bytes, 5120);
+    assert_eq!(st.total.errors, 0);
+    assert_eq!(st.rings.len(), 1);
+    assert!(st.rings[0].limit >= 1);
+    assert!(st.total.sqes_submitted >= 10);
+    assert!(!st.rings[0].phase.is_empty());
+    let json = serde_json::to_string(&st).unwrap();
+    let back: auraio_engine::EngineStats = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.total.completions, st.total.completions);
+    assert_eq!(back.rings[0].limit, st.rings[0].limit);
+    assert_eq!(back.rings[0].phase, st.rings[0].phase);
+}
+
+#[test]
+fn trace_has_header_ticks_and_sampled_ios() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", &pattern(65536, 2));
+    let f = std::fs::File::open(&p).unwrap();
+    let tp = dir.path().join("trace.jsonl");
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(64)
+        .record_trace(&tp)
+        .trace_io_sample_every(2)
+        .trace_note("test")
+        .build()
+        .unwrap();
+    for round in 0..5 {
+        for i in 0..20 {
+            e.read(&f, Vec::with_capacity(1024), (i * 1024) as u64, |r, _| {
+                r.unwrap();
+            })
+            .unwrap();
+        }
+        e.run_until_idle().unwrap();
+        let _ = round;
+        std::thread::sleep(Duration::from_millis(15));
+    }
+    drop(e);
+    let t = auraio_engine::controller::read_trace(&tp).unwrap();
+    assert_eq!(t.header.format, "auraio-trace");
+    assert_eq!(t.header.rings, 1);
+    assert_eq!(t.header.note.as_deref(), Some("test"));
+    assert!(t.ticks.len() >= 3, "ticks: {}", t.ticks.len());
+    assert_eq!(t.ios.len(), 50, "every 2nd of 100 ops");
+    assert!(t
+        .ios
+        .iter()
+        .all(|r| r.op == "read" && r.len == 1024 && r.result == 1024));
+    let completions: u64 = t.ticks.iter().map(|k| k.sample.completions).sum();
+    assert!(completions <= 100);
+}
+
+#[test]
+fn eventfd_signals_completions() {
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(16)
+        .eventfd(true)
+        .reaper(ReaperMode::Never)
+        .build()
+        .unwrap();
+    let fd = e.eventfd(0).expect("eventfd requested");
+    let done = Arc::new(AtomicU32::new(0));
+    let d = Arc::clone(&done);
+    e.submit(Request::nop(), move |r| {
+        r.unwrap();
+        d.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    e.flush().unwrap();
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { libc::poll(&mut pfd, 1, 5000) };
+    assert_eq!(n, 1, "eventfd became readable");
+    e.poll().unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
