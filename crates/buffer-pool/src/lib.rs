@@ -42,7 +42,17 @@
 //! The per-class high-water mark ([`PoolConfig::high_water`], default 64,
 //! lowered for big classes by [`PoolConfig::max_cached_bytes_per_class`])
 //! bounds what every cache and every shard keeps, so under churn memory goes
-//! back to the system instead of accumulating.
+//! back to the system instead of accumulating. For each class the free
+//! memory a pool keeps is at most
+//! `(thread caches + shards) × high_water(class) × class_size`; with the
+//! defaults a cache keeps at most 64 buffers of each class up to 1 MiB and
+//! 64 MiB of each larger class. Requests above 128 MiB are never kept.
+//! [`PoolStats`] reports allocations, cache hits, shard hits, system
+//! allocations and frees, and bytes in use and held, overall and per class.
+//!
+//! Buffer contents are not cleared between users: memory is zeroed when first
+//! obtained from the system, and a recycled buffer holds what its previous
+//! user wrote ([`BufferPool::alloc_zeroed`] clears it).
 //!
 //! # Lifetime
 //!
