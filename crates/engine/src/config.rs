@@ -92,7 +92,7 @@ impl fmt::Debug for EngineBuilder {
 /// Default ring queue depth (slots per ring).
 pub const DEFAULT_QUEUE_DEPTH: u32 = 1024;
 /// Default starting in-flight limit per ring (the controller tunes it).
-pub const DEFAULT_INITIAL_IN_FLIGHT: u32 = 4;
+pub const DEFAULT_INITIAL_IN_FLIGHT: u32 = 16;
 /// Default controller tick.
 pub const DEFAULT_TICK: Duration = Duration::from_millis(10);
 
@@ -175,7 +175,8 @@ impl EngineBuilder {
         self
     }
 
-    /// The in-flight limit before the first tick (default 4).
+    /// The in-flight limit before the first tick (default 16; the controller
+    /// tunes it from there).
     pub fn initial_in_flight(mut self, n: u32) -> Self {
         self.initial_in_flight = n;
         self

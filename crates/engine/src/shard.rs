@@ -559,6 +559,12 @@ impl Shard {
             if core.closed {
                 return;
             }
+            // Bound the batching delay: SQEs still queued at a tick (e.g.
+            // below the threshold while the ops in the kernel are slow) go
+            // out now, so no op waits in the SQ longer than one tick.
+            if core.ring.queued() > 0 {
+                let _ = core.ring.flush();
+            }
             let rs = core.ring.stats();
             let d_sub = rs.submit_calls.saturating_sub(core.last_stats.submit_calls);
             let d_sqes = rs

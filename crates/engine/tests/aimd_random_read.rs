@@ -91,8 +91,10 @@ fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
             return;
         }
     };
+    // Start well below the knee so the climb is visible.
     let engine = Engine::builder()
         .rings(1)
+        .initial_in_flight(4)
         .reaper(ReaperMode::Never)
         .build()
         .unwrap();

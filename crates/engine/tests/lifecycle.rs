@@ -42,6 +42,15 @@ unsafe impl IoBufMut for Tracked {
     }
 }
 
+/// Waits (up to 10 s) for `cond`, which a background thread makes true.
+fn eventually(mut cond: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn fixed_engine(limit: u32, reaper: ReaperMode) -> Engine {
     Engine::builder()
         .rings(1)
@@ -447,4 +456,133 @@ fn eventfd_signals_completions() {
     assert_eq!(n, 1, "eventfd became readable");
     e.poll().unwrap();
     assert_eq!(done.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_recorded_trace_replays_its_decisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", &pattern(65536, 3));
+    let f = std::fs::File::open(&p).unwrap();
+    let tp = dir.path().join("trace.jsonl");
+    {
+        let e = Engine::builder()
+            .rings(1)
+            .queue_depth(64)
+            .controller(ControllerConfig::Fixed {
+                in_flight: 5,
+                batch: 2,
+            })
+            .record_trace(&tp)
+            .build()
+            .unwrap();
+        for _ in 0..3 {
+            for i in 0..16u64 {
+                e.read(&f, Vec::with_capacity(4096), i * 4096, |r, _| {
+                    r.unwrap();
+                })
+                .unwrap();
+            }
+            e.run_until_idle().unwrap();
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+    let t = auraio_engine::controller::read_trace(&tp).unwrap();
+    assert!(!t.ticks.is_empty());
+    assert!(t
+        .ticks
+        .iter()
+        .all(|k| k.decision.in_flight_limit == 5 && k.decision.batch_threshold == 2));
+    // Replaying the trace reproduces the recorded decisions.
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(64)
+        .controller(ControllerConfig::Replay { path: tp.clone() })
+        .build()
+        .unwrap();
+    eventually(
+        || e.in_flight_limit(0) == Some(5) && e.batch_threshold(0) == Some(2),
+        "replayed decision",
+    );
+}
+
+#[test]
+fn tokio_timeout_drops_a_future_mid_flight() {
+    let e = engine(ReaperMode::Auto);
+    let (rd, _wr) = pipe();
+    let tag = Arc::new(());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let timed_out = rt.block_on(async {
+        let fut = e.read_at(
+            &rd,
+            Tracked {
+                data: vec![0u8; 64],
+                _tag: Arc::clone(&tag),
+            },
+            0,
+        );
+        tokio::time::timeout(Duration::from_millis(20), fut)
+            .await
+            .is_err()
+    });
+    assert!(timed_out, "a read on an empty pipe cannot finish");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while Arc::strong_count(&tag) > 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "buffer never released"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(e.pending(), 0);
+    // The engine still works afterwards.
+    let r = rt.block_on(e.nop_async());
+    r.unwrap();
+}
+
+#[test]
+fn runtime_setters_take_effect() {
+    let e = Engine::builder()
+        .rings(2)
+        .queue_depth(64)
+        .controller(ControllerConfig::Fixed {
+            in_flight: 8,
+            batch: 4,
+        })
+        .build()
+        .unwrap();
+    e.set_batch_threshold(Some(3));
+    assert_eq!(e.batch_threshold(0), Some(3));
+    assert_eq!(e.batch_threshold(1), Some(3));
+    e.set_max_in_flight(2);
+    assert_eq!(
+        e.in_flight_limit(0),
+        Some(2),
+        "limit clamped to the new max"
+    );
+    e.set_max_in_flight(64);
+    e.set_min_in_flight(16);
+    assert_eq!(
+        e.in_flight_limit(1),
+        Some(16),
+        "limit raised to the new min"
+    );
+    e.set_max_p99(Duration::from_millis(5));
+    let ticks = |e: &Engine| e.stats().rings[0].window_secs;
+    let before = ticks(&e);
+    eventually(|| ticks(&e) > before, "a few ticks");
+    assert_eq!(e.batch_threshold(0), Some(3), "override survives ticks");
+    e.set_batch_threshold(None);
+    eventually(
+        || e.batch_threshold(0) == Some(4),
+        "controller decides again",
+    );
+    assert!(e.on_ring(2).is_err());
+    let pinned = e.on_ring(1).unwrap();
+    let h = pinned.nop(|r| r.unwrap()).unwrap();
+    assert_eq!(h.ring(), 1);
+    pinned.run_until_idle().unwrap();
 }
