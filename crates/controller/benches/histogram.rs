@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("histogram_tick");
     let h = LatencyHistogram::new();
-    g.bench_function("swap_after_4096_records", |b| {
+    g.bench_function("record_64_then_swap", |b| {
         b.iter(|| {
             for &v in &lat[..64] {
                 h.record(v);
