@@ -129,13 +129,6 @@ impl Shared {
         }
     }
 
-    fn pending(&self) -> u64 {
-        self.rings
-            .iter()
-            .map(|s| s.pending.load(Ordering::Relaxed))
-            .sum()
-    }
-
     /// Starts one reaper thread per ring (once).
     fn start_reapers(self: &Arc<Self>) -> io::Result<()> {
         if self.reapers_started.swap(true, Ordering::AcqRel) {
@@ -1000,16 +993,27 @@ impl Engine {
 
     // ----- driving completions ------------------------------------------------
 
-    /// Reaps every ready completion on every ring (entering the kernel when
-    /// ops are in flight), runs their callbacks / wakes their futures, and
-    /// refills from the backlogs. Never blocks. Returns completions
-    /// delivered.
+    /// The rings this handle drives: its pinned ring, or all of them.
+    fn driven(&self) -> &[Shard] {
+        let rings = &self.sh().rings;
+        match self.pinned {
+            Some(p) => &rings[p..=p],
+            None => rings,
+        }
+    }
+
+    /// Reaps every ready completion (entering the kernel when ops are in
+    /// flight), runs their callbacks / wakes their futures, and refills from
+    /// the backlogs. Never blocks. Returns completions delivered.
+    ///
+    /// Drives every ring, or only the pinned ring of a handle from
+    /// [`on_ring`](Self::on_ring) (one thread per ring, no contention).
     pub fn poll(&self) -> io::Result<usize> {
         let sh = self.sh();
         let mut buf = POLL_BUF.with(|b| b.take());
         let mut total = 0;
         let mut first_err = None;
-        for shard in &sh.rings {
+        for shard in self.driven() {
             match shard.poll(sh, &mut buf) {
                 Ok(n) => total += n,
                 Err(e) => {
@@ -1028,16 +1032,17 @@ impl Engine {
     /// Like [`poll`](Self::poll), but if nothing is ready and ops are
     /// pending, blocks in the kernel until at least one completion is
     /// delivered or `timeout` passes (`None`: no limit). Returns at once
-    /// with 0 when nothing is pending.
+    /// with 0 when nothing is pending. Same rings as `poll`.
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<usize> {
         let sh = self.sh();
+        let rings = self.driven();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let n = self.poll()?;
             if n > 0 {
                 return Ok(n);
             }
-            if sh.pending() == 0 || sh.closed.load(Ordering::Acquire) {
+            if self.pending() == 0 || sh.closed.load(Ordering::Acquire) {
                 return Ok(0);
             }
             let remaining = match deadline {
@@ -1050,25 +1055,32 @@ impl Engine {
                 }
                 None => WAIT_SLICE,
             };
-            let nr = sh.rings.len();
-            let busy: Vec<usize> = (0..nr)
-                .filter(|&i| sh.rings[i].in_flight.load(Ordering::Relaxed) > 0)
-                .collect();
-            match busy.len() {
-                0 => {
+            let mut busy = rings
+                .iter()
+                .filter(|s| s.in_flight.load(Ordering::Relaxed) > 0);
+            let first = busy.next();
+            let more = busy.count();
+            match first {
+                None => {
                     // Pending ops are being delivered by another thread.
                     thread::sleep(remaining.min(Duration::from_micros(100)));
                 }
-                1 => {
-                    sh.rings[busy[0]]
-                        .waiter
-                        .wait(1, Some(remaining.min(WAIT_SLICE)))?;
+                Some(only) if more == 0 => {
+                    // Block in the kernel (never busy-peek): GETEVENTS runs
+                    // completion work and returns when a CQE is posted.
+                    only.waiter.wait(1, Some(remaining.min(WAIT_SLICE)))?;
                 }
-                k => {
+                Some(_) => {
+                    // Several rings busy: block on each in turn, briefly.
+                    let k = more + 1;
                     let c = sh.wait_cursor.fetch_add(1, Ordering::Relaxed) % k;
-                    sh.rings[busy[c]]
-                        .waiter
-                        .wait(1, Some(remaining.min(MULTI_RING_SLICE)))?;
+                    if let Some(s) = rings
+                        .iter()
+                        .filter(|s| s.in_flight.load(Ordering::Relaxed) > 0)
+                        .nth(c)
+                    {
+                        s.waiter.wait(1, Some(remaining.min(MULTI_RING_SLICE)))?;
+                    }
                 }
             }
         }
@@ -1096,7 +1108,8 @@ impl Engine {
         self.sh().stop_run.store(true, Ordering::Release);
     }
 
-    /// Drives completions until no op is pending.
+    /// Drives completions until no op is pending (on the rings this handle
+    /// drives).
     pub fn run_until_idle(&self) -> io::Result<()> {
         while self.pending() > 0 {
             self.wait(Some(Duration::from_millis(100)))?;
@@ -1107,15 +1120,19 @@ impl Engine {
     /// Hands every queued SQE to the kernel now (normally batched up to the
     /// threshold and flushed by `poll`/`wait`).
     pub fn flush(&self) -> io::Result<()> {
-        for shard in &self.sh().rings {
+        for shard in self.driven() {
             shard.flush()?;
         }
         Ok(())
     }
 
-    /// Ops accepted and not yet completed (delivered), on every ring.
+    /// Ops accepted and not yet completed (delivered): on every ring, or on
+    /// the pinned ring of a handle from [`on_ring`](Self::on_ring).
     pub fn pending(&self) -> usize {
-        self.sh().pending() as usize
+        self.driven()
+            .iter()
+            .map(|s| s.pending.load(Ordering::Relaxed))
+            .sum::<u64>() as usize
     }
 
     /// Shuts the engine down now (also done when the last clone is dropped):

@@ -586,3 +586,27 @@ fn runtime_setters_take_effect() {
     assert_eq!(h.ring(), 1);
     pinned.run_until_idle().unwrap();
 }
+
+#[test]
+fn a_pinned_handle_drives_only_its_ring() {
+    let e = engine(ReaperMode::Never);
+    let (h0, h1) = (e.on_ring(0).unwrap(), e.on_ring(1).unwrap());
+    let ran = Arc::new(AtomicU32::new(0));
+    let r = Arc::clone(&ran);
+    h0.nop(move |res| {
+        res.unwrap();
+        r.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    assert_eq!(h0.pending(), 1);
+    assert_eq!(h1.pending(), 0);
+    assert_eq!(e.pending(), 1);
+    // Ring 1's driver neither reaps nor runs ring 0's callback.
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(h1.poll().unwrap(), 0);
+    assert_eq!(h1.wait(Some(Duration::from_millis(5))).unwrap(), 0);
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    h0.run_until_idle().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert_eq!(e.pending(), 0);
+}
