@@ -1448,6 +1448,41 @@ mod tests {
     }
 
     #[test]
+    fn flat_from_the_first_probe_probes_down_then_settles() {
+        // Knee at 8, starting at 32: slow start's first step is flat, so the
+        // limit walks down x0.8 while throughput holds, and keeps the last
+        // level that held.
+        let knee8 = |t, l| device(t, l, 8, 100);
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 32));
+        d.until(AimdPhase::Probing, 20, knee8);
+        let mut saw_down = false;
+        for _ in 0..50 {
+            d.step(knee8);
+            if d.c.state().reason.contains("probing down") && d.c.phase() == AimdPhase::Probing {
+                saw_down = true;
+            }
+            if d.c.phase() != AimdPhase::Probing {
+                break;
+            }
+        }
+        assert!(saw_down);
+        assert_eq!(d.c.phase(), AimdPhase::Settling, "{:?}", d.c.state());
+        assert!(d.c.state().reason.contains("fell"), "{:?}", d.c.state());
+        let l = d.c.current().in_flight_limit;
+        assert!((8..=10).contains(&l), "limit {l}");
+        d.until(AimdPhase::Steady, 20, knee8);
+
+        // With probing down disabled the limit stays where it started.
+        let cfg = AimdConfig {
+            probe_down: false,
+            ..AimdConfig::default()
+        };
+        let mut d = Driver::new(cfg, Limits::new(1, 256, 32));
+        d.until(AimdPhase::Steady, 100, knee8);
+        assert_eq!(d.c.current().in_flight_limit, 32);
+    }
+
+    #[test]
     fn hinge_finds_the_knee_and_ignores_noise() {
         let pts: Vec<Point> = (56..72)
             .map(|l| Point {
