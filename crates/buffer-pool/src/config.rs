@@ -117,7 +117,7 @@ impl PoolConfig {
         if let Some(s) = self.shards {
             if !(1..=MAX_SHARDS).contains(&s) {
                 return Err(PoolError::InvalidConfig {
-                    reason: format!("shards must be in 1..={MAX_SHARDS}, got {s}"),
+                    reason: format!("shards must be in 1..={MAX_SHARDS}, got {s}").into(),
                 });
             }
         }
@@ -129,7 +129,7 @@ impl PoolConfig {
         // The largest request, rounded up to the alignment, must fit a Layout.
         if self.max_size > isize::MAX as usize - a {
             return Err(PoolError::InvalidConfig {
-                reason: format!("max_size {} is too large", self.max_size),
+                reason: format!("max_size {} is too large", self.max_size).into(),
             });
         }
         Ok(())
@@ -196,13 +196,13 @@ pub enum PoolError {
     #[error("invalid buffer pool configuration: {reason}")]
     InvalidConfig {
         /// What is wrong.
-        reason: String,
+        reason: Box<str>,
     },
     /// A registered-buffer request does not fit the limits (count, size).
     #[error("invalid registered buffer set: {reason}")]
     InvalidRegistration {
         /// What is wrong.
-        reason: String,
+        reason: Box<str>,
     },
 }
 

@@ -70,7 +70,11 @@ impl FixedBuffers {
         slot_size: usize,
         per_region: usize,
     ) -> Result<Self, PoolError> {
-        let bad = |reason: String| Err(PoolError::InvalidRegistration { reason });
+        let bad = |reason: String| {
+            Err(PoolError::InvalidRegistration {
+                reason: reason.into(),
+            })
+        };
         if count == 0 || slot_size == 0 || per_region == 0 {
             return bad(format!(
                 "count ({count}), slot_size ({slot_size}) and per_region ({per_region}) must be non-zero"

@@ -574,3 +574,14 @@ proptest! {
         check_consistent(&pool, &[]);
     }
 }
+
+#[test]
+fn alloc_result_is_no_bigger_than_a_buffer() {
+    // PoolError fits beside Buffer's non-null pointer, so the Result needs
+    // no separate tag (this keeps the hot path's result in registers).
+    assert!(std::mem::size_of::<PoolError>() <= 24);
+    assert_eq!(
+        std::mem::size_of::<Result<Buffer, PoolError>>(),
+        std::mem::size_of::<Buffer>()
+    );
+}
