@@ -30,6 +30,57 @@
 //! result, also on errors and cancellation. A read fills up to
 //! `bytes_total()` bytes (a `Vec`'s capacity) and sets the length to what was
 //! read; a write sends `bytes_init()` bytes (a `Vec`'s length).
+//!
+//! # Guarantees
+//!
+//! - **Exactly one completion.** Every submitting call either returns `Err`
+//!   (nothing was submitted, the callback is never called, and the
+//!   [`SubmitError`] hands back the output with every buffer) or returns `Ok`,
+//!   and then the callback is called exactly once / the future resolves
+//!   exactly once: with the result, or `ECANCELED` after
+//!   [`Engine::cancel`], a per-op timeout ([`Request::with_timeout`]) or
+//!   shutdown. Structurally, an op's completion target lives in one place at
+//!   a time (backlog, ring slot, delivery batch) and is consumed when
+//!   delivered.
+//! - **Buffer lifetime.** A buffer belongs to the engine from submit to
+//!   completion. Dropping an [`OpFuture`] early cancels the op; the ring slot
+//!   keeps the buffer until the kernel's completion is reaped, then frees it.
+//! - **Back-pressure, not `EAGAIN`.** Ops beyond a ring's in-flight limit
+//!   wait in its FIFO backlog and go out as completions free room. The limit
+//!   never exceeds the ring's slot capacity, itself at most half the CQ, so
+//!   the CQ cannot overflow.
+//! - **Shutdown.** Dropping the last [`Engine`] clone (or
+//!   [`Engine::shutdown`]) stops the threads, fails the backlog with
+//!   `ECANCELED`, cancels and drains every in-flight op and delivers each
+//!   completion once; later submissions fail with an error that
+//!   [`is_shutdown`] recognises. Futures still alive resolve.
+//! - **Callbacks** never run under an engine lock, so they may submit more
+//!   I/O. A panicking callback is caught, counted
+//!   ([`RingStatsSnapshot::callback_panics`]) and reported once on stderr.
+//!
+//! # Threads
+//!
+//! - one **tick** thread: every 10 ms, per ring, it turns the ring's meter
+//!   into a [`controller::Sample`], asks the ring's controller for a
+//!   [`Decision`], applies the in-flight limit and batch threshold, writes
+//!   the trace, refills from the backlog if the limit rose, and submits SQEs
+//!   still queued (so batching never delays an op by more than a tick);
+//! - **reapers**, one per ring, started with the first future
+//!   ([`ReaperMode`]): each blocks in the kernel (`io_uring_enter` with
+//!   `GETEVENTS`, without the ring's lock), then reaps, refills and delivers.
+//!   Callback-only programs have none: callbacks run in
+//!   [`Engine::poll`]/[`Engine::wait`]/[`Engine::run`].
+//!
+//! # Submission and batching
+//!
+//! A submission picks a ring ([`RingSelection`]: the current CPU's by
+//! default; [`Engine::on_ring`] pins a handle to one ring, whose `poll` and
+//! `wait` then drive only that ring). Under the ring's lock it either pushes
+//! an SQE (the ring submits when `batch_threshold` SQEs are queued, and at
+//! once when nothing else is in the kernel) or parks the op in the backlog.
+//! `poll`/`wait` flush what is queued, reap (entering the kernel when ops
+//! are in flight, never busy-peeking), refill from the backlog, and then,
+//! with the lock released, run callbacks and wake futures.
 #![warn(missing_docs)]
 
 mod config;

@@ -610,3 +610,34 @@ fn a_pinned_handle_drives_only_its_ring() {
     assert_eq!(ran.load(Ordering::SeqCst), 1);
     assert_eq!(e.pending(), 0);
 }
+
+#[test]
+fn sqpoll_is_used_or_falls_back_and_is_reported() {
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(32)
+        .sqpoll(true)
+        .reaper(ReaperMode::Never)
+        .build()
+        .unwrap();
+    let kind = e.ring_kind(0).unwrap();
+    let reported = e.stats().rings[0].kind.clone();
+    match kind {
+        auraio_engine::RingKind::SqPoll => assert_eq!(reported, "sqpoll"),
+        _ => {
+            println!("SQPOLL not permitted here: fell back to a normal ring");
+            assert_eq!(reported, "normal");
+        }
+    }
+    let ran = Arc::new(AtomicU32::new(0));
+    for _ in 0..10 {
+        let r = Arc::clone(&ran);
+        e.nop(move |res| {
+            res.unwrap();
+            r.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    e.run_until_idle().unwrap();
+    assert_eq!(ran.load(Ordering::SeqCst), 10);
+}
