@@ -143,6 +143,11 @@ pub struct Args {
     #[arg(long)]
     pub vs_fio: bool,
 
+    /// With --vs-fio: also run auraio with a fixed limit at fio's best
+    /// iodepth (separates the engine's cost from the controller's choice).
+    #[arg(long, requires = "vs_fio")]
+    pub also_fixed: bool,
+
     /// fio iodepths for --vs-fio, comma separated.
     #[arg(long, default_value = "16,32,64,128", value_parser = parse_depths, value_name = "LIST")]
     pub fio_depths: Depths,
@@ -338,6 +343,8 @@ mod tests {
         assert!(a.controller.to_string().starts_with("fixed:64"));
         assert_eq!(a.threads, 4);
         assert!(a.quiet);
+        assert!(parse(&["--also-fixed"]).is_err(), "needs --vs-fio");
+        assert!(parse(&["--vs-fio", "--also-fixed"]).unwrap().also_fixed);
         let a = parse(&["--fio-depths", "1, 8,256"]).unwrap();
         assert_eq!(a.fio_depths, Depths(vec![1, 8, 256]));
     }

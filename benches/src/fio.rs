@@ -216,8 +216,9 @@ pub fn compare(auraio: &RunResult, fio: &[FioResult]) -> Option<Comparison> {
     })
 }
 
-/// The side-by-side table.
-pub fn render_table(auraio: &RunResult, fio: &[FioResult]) -> String {
+/// The side-by-side table; `extra` are further auraio runs (e.g. a fixed
+/// depth) shown as rows without entering the verdict.
+pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -243,20 +244,19 @@ pub fn render_table(auraio: &RunResult, fio: &[FioResult]) -> String {
             fmt_ns(f.clat.p999)
         );
     }
-    let _ = writeln!(
-        o,
-        "{:<28} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
-        format!(
-            "auraio {} (limit {})",
-            auraio.controller, auraio.final_limit
-        ),
-        fmt_count(auraio.iops()),
-        auraio.bw_bytes() / (1 << 20) as f64,
-        fmt_ns(auraio.latency.mean.round() as u64),
-        fmt_ns(auraio.latency.p50),
-        fmt_ns(auraio.latency.p99),
-        fmt_ns(auraio.latency.p999)
-    );
+    for a in std::iter::once(auraio).chain(extra) {
+        let _ = writeln!(
+            o,
+            "{:<28} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
+            format!("auraio {} (limit {})", a.controller, a.final_limit),
+            fmt_count(a.iops()),
+            a.bw_bytes() / (1 << 20) as f64,
+            fmt_ns(a.latency.mean.round() as u64),
+            fmt_ns(a.latency.p50),
+            fmt_ns(a.latency.p99),
+            fmt_ns(a.latency.p999)
+        );
+    }
     match cmp {
         Some(c) => {
             let _ = writeln!(
@@ -390,7 +390,10 @@ mod tests {
         assert!((c.iops_ratio - 126.0 / 129.0).abs() < 1e-9);
         assert!((c.p99_ratio - 0.95).abs() < 1e-9);
         assert!(c.meets_target());
-        let t = render_table(&a, &fio);
+        let mut fixed = a.clone();
+        fixed.controller = "fixed:64:8".into();
+        let t = render_table(&a, &fio, &[fixed]);
+        assert!(t.contains("auraio fixed:64:8"), "{t}");
         assert!(t.contains("iodepth=64 *"), "{t}");
         assert!(t.contains("97.7 %"), "{t}");
         assert!(t.contains("target met"), "{t}");
@@ -398,7 +401,7 @@ mod tests {
         a.latency.p99 = 1_500_000;
         assert!(!compare(&a, &fio).unwrap().meets_target());
         assert!(compare(&a, &[]).is_none());
-        assert!(render_table(&a, &[]).contains("no fio result"));
+        assert!(render_table(&a, &[], &[]).contains("no fio result"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use auraio_bench::plot;
 use auraio_bench::prep::{self, Prepared};
 use auraio_bench::runner;
 use auraio_bench::summary::RunResult;
+use auraio_controller::ControllerConfig;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -72,29 +73,50 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let (result, notes) = run_engine(args, &file, &args.controller, &record)?;
+    println!("{}", result.render());
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    println!("trace: {}", record.display());
+    finish_outputs(args, &result, &plot_path)?;
+
+    if let Some(fio_bin) = fio_path {
+        return vs_fio(args, &fio_bin, &file, &result);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One auraio run of the workload with `controller`, trace to `record`.
+fn run_engine(
+    args: &Args,
+    file: &Path,
+    controller: &ControllerConfig,
+    record: &Path,
+) -> anyhow::Result<(RunResult, Vec<String>)> {
     let mut driver = EngineDriver::new(EngineOptions {
         rw: args.rw,
         bs: args.bs,
         direct: args.direct(),
         size: args.size,
-        file: file.clone(),
+        file: file.to_path_buf(),
         threads: args.threads,
         rings: args.rings,
-        controller: args.controller.clone(),
+        controller: controller.clone(),
         max_p99: args.max_p99,
         max_in_flight: args.max_in_flight,
         backlog: args.backlog,
         seed: args.seed,
-        trace: Some(record.clone()),
+        trace: Some(record.to_path_buf()),
         trace_io_every: 64,
     });
     let base = RunResult {
-        controller: args.controller.to_string(),
+        controller: controller.to_string(),
         rw: Some(args.rw),
         bs: args.bs,
         direct: args.direct(),
         threads: args.threads,
-        file: args.rw.uses_file().then(|| file.clone()),
+        file: args.rw.uses_file().then(|| file.to_path_buf()),
         ..Default::default()
     };
     if !args.quiet {
@@ -108,22 +130,11 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
                 "buffered"
             },
             args.runtime.as_secs_f64(),
-            args.controller,
+            controller,
             args.threads
         );
     }
-    let (result, notes) = runner::run(&mut driver, args.runtime, !args.quiet, base)?;
-    println!("{}", result.render());
-    for n in notes {
-        eprintln!("note: {n}");
-    }
-    println!("trace: {}", record.display());
-    finish_outputs(args, &result, &plot_path)?;
-
-    if let Some(fio_bin) = fio_path {
-        return vs_fio(args, &fio_bin, &file, &result);
-    }
-    Ok(ExitCode::SUCCESS)
+    runner::run(&mut driver, args.runtime, !args.quiet, base)
 }
 
 fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::Result<()> {
@@ -189,6 +200,20 @@ fn vs_fio(
         };
         runs.push(fio::run_fio(fio_bin, &fio::fio_args(&job), depth)?);
     }
-    println!("{}", fio::render_table(result, &runs));
+    let mut extra = Vec::new();
+    if args.also_fixed {
+        if let Some(c) = fio::compare(result, &runs) {
+            // auraio pinned at fio's best depth: separates the engine's own
+            // cost from the controller's choice of depth.
+            let depth = runs[c.best].iodepth;
+            let controller: ControllerConfig = format!("fixed:{depth}")
+                .parse()
+                .map_err(|e| anyhow::anyhow!("fixed:{depth}: {e}"))?;
+            let record = paths::output_dir().join("trace-fixed.jsonl");
+            let (r, _) = run_engine(args, file, &controller, &record)?;
+            extra.push(r);
+        }
+    }
+    println!("{}", fio::render_table(result, &runs, &extra));
     Ok(ExitCode::SUCCESS)
 }
