@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use futures::future::FusedFuture;
 
 use crate::engine::Shared;
-use crate::op_state::{OpCtl, Phase};
+use crate::op_state::OpCtl;
 use crate::request::Conv;
 
 enum State<O> {
@@ -80,20 +80,14 @@ impl<O> Future for OpFuture<O> {
                 State::Ready(out) => Poll::Ready(out),
                 _ => Poll::Pending,
             },
-            State::Pending { ctl, conv, .. } => {
-                let mut st = ctl.lock();
-                if let Some((r, res)) = st.result.take() {
-                    drop(st);
+            State::Pending { ctl, conv, .. } => match ctl.take_or_register(cx.waker()) {
+                Some((r, res)) => {
                     let conv = *conv;
                     this.state = State::Done;
-                    return Poll::Ready(conv(r, res));
+                    Poll::Ready(conv(r, res))
                 }
-                match &st.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
+                None => Poll::Pending,
+            },
         }
     }
 }
@@ -107,26 +101,9 @@ impl<O> FusedFuture for OpFuture<O> {
 impl<O> Drop for OpFuture<O> {
     fn drop(&mut self) {
         if let State::Pending { ctl, sh, .. } = &self.state {
-            {
-                let mut st = ctl.lock();
-                if st.phase == Phase::Done {
-                    // Completed but not taken: drop the result here (and
-                    // close the fd of a successful openat).
-                    if let Some((Ok(fd), auraio_ring::Resources::Path(_))) = st.result.take() {
-                        // SAFETY: a successful openat returned this new
-                        // descriptor and its future is gone: nobody owns it.
-                        drop(unsafe {
-                            <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
-                                fd as std::os::fd::RawFd,
-                            )
-                        });
-                    }
-                    return;
-                }
-                st.abandoned = true;
-                st.waker = None;
+            if ctl.abandon() {
+                let _ = sh.cancel(ctl);
             }
-            let _ = sh.cancel(ctl);
         }
     }
 }

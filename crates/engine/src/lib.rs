@@ -91,6 +91,10 @@ mod op_state;
 mod request;
 mod shard;
 mod stats;
+mod sync;
+
+#[cfg(all(test, loom))]
+mod loom_tests;
 
 pub use auraio_buffer_pool::{Buffer, BufferPool, IoBuf, IoBufMut, PoolConfig};
 pub use auraio_controller::{Controller, ControllerConfig, ControllerState, Decision, Limits};

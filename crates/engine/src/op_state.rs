@@ -9,8 +9,10 @@
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Waker;
+
+use crate::sync::{Mutex, MutexGuard};
 
 use auraio_ring::{OpKind, Resources, SlotId};
 
@@ -67,6 +69,42 @@ impl OpCtl {
 
     pub(crate) fn set_phase(&self, p: Phase) {
         self.lock().phase = p;
+    }
+
+    /// Future side: takes the result if it arrived, else registers `waker`
+    /// (under the same lock the completion side takes, so a completion
+    /// either is seen here or finds the waker and wakes it).
+    pub(crate) fn take_or_register(&self, waker: &Waker) -> Option<(io::Result<u32>, Resources)> {
+        let mut st = self.lock();
+        if let Some(r) = st.result.take() {
+            return Some(r);
+        }
+        match &st.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => st.waker = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// Future side, on drop: gives up on the result. Returns true if the op
+    /// has not completed yet and should be cancelled; its completion will
+    /// then release the buffers. If it already completed, the unclaimed
+    /// result is released here (closing the fd of a successful openat).
+    pub(crate) fn abandon(&self) -> bool {
+        let mut st = self.lock();
+        st.waker = None;
+        if st.phase == Phase::Done {
+            let unclaimed = st.result.take();
+            drop(st);
+            if let Some((Ok(fd), Resources::Path(_))) = unclaimed {
+                // SAFETY: a successful openat returned this new descriptor
+                // and its future is gone: nobody else owns it.
+                drop(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+            }
+            return false;
+        }
+        st.abandoned = true;
+        true
     }
 }
 
