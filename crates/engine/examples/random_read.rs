@@ -2,7 +2,8 @@
 //! trajectory and IOPS.
 //!
 //! `cargo run --release --example random_read -- [controller] [secs] [file MiB] [demand]`
-//! e.g. `aimd 5 256 256` or `fixed:64 3`.
+//! e.g. `aimd 5 256 256` or `fixed:64 3`. `AURAIO_TRACE=path` records a
+//! trace; `AURAIO_INITIAL=n` sets the starting limit.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -86,11 +87,18 @@ fn main() -> std::io::Result<()> {
         .read(true)
         .custom_flags(libc::O_DIRECT)
         .open(&path)?;
-    let engine = Engine::builder()
+    let mut b = Engine::builder()
         .rings(1)
         .controller(controller.clone())
-        .reaper(ReaperMode::Never)
-        .build()?;
+        .reaper(ReaperMode::Never);
+    if let Ok(n) = std::env::var("AURAIO_INITIAL") {
+        b = b.initial_in_flight(n.parse().unwrap_or(16));
+    }
+    if let Ok(t) = std::env::var("AURAIO_TRACE") {
+        // Record a trace (JSON lines) of every tick and 1 in 64 reads.
+        b = b.record_trace(t).trace_io_sample_every(64);
+    }
+    let engine = b.build()?;
     let ctx = Arc::new(Ctx {
         engine: engine.clone(),
         file,
