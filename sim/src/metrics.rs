@@ -82,14 +82,17 @@ pub fn overshoot(ticks: &[TickPoint], from_s: f64, to_s: f64, best: f64) -> f64 
 }
 
 /// Backoffs: ticks in `(from_s, to_s]` whose limit is at least `min_drop`
-/// (fraction) below the previous tick's.
+/// (fraction) below the limits of both previous ticks. A one-tick probe
+/// that returns to where it was (`77 → 97 → 77`) is not a backoff.
 pub fn backoffs(ticks: &[TickPoint], from_s: f64, to_s: f64, min_drop: f64) -> u32 {
     let mut n = 0;
-    for w in ticks.windows(2) {
-        let (a, b) = (&w[0], &w[1]);
+    for (i, b) in ticks.iter().enumerate().skip(1) {
+        let prev = ticks[i - 1]
+            .limit
+            .min(if i >= 2 { ticks[i - 2].limit } else { u32::MAX });
         if b.t_s > from_s + 1e-9
             && b.t_s <= to_s + 1e-9
-            && f64::from(b.limit) < f64::from(a.limit) * (1.0 - min_drop)
+            && f64::from(b.limit) < f64::from(prev) * (1.0 - min_drop)
         {
             n += 1;
         }
@@ -176,9 +179,13 @@ mod tests {
         let s = series(&[10, 20, 90, 72, 57, 56, 72, 50], 0.1);
         assert!((overshoot(&s, 0.0, 1.0, 72.0) - 0.25).abs() < 1e-12);
         assert_eq!(overshoot(&s, 0.0, 0.2, 72.0), 0.0);
-        // 90→72 (-20 %), 72→57 (-21 %), 72→50: three drops over 5 %; 57→56 is not.
+        // 90→72 (-20 %), 72→57 (-21 %), 72→50: three drops over 5 %; 57→56 is
+        // not, and 56→72→50 drops below both previous ticks.
         assert_eq!(backoffs(&s, 0.0, 1.0, 0.05), 3);
         assert_eq!(backoffs(&s, 0.45, 1.0, 0.05), 2);
+        // A one-tick probe up and back is not a backoff.
+        let p = series(&[77, 77, 97, 77, 77, 61], 0.1);
+        assert_eq!(backoffs(&p, 0.0, 1.0, 0.05), 1);
         assert_eq!(ticks_over(&s, 0.0, 1.0, 1000.0), 5);
         assert_eq!(peak_in_flight(&s, 0.0, 1.0), 45);
         assert_eq!(limits_in(&s, 0.15, 0.45), vec![20.0, 90.0, 72.0]);
