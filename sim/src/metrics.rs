@@ -179,10 +179,10 @@ mod tests {
         let s = series(&[10, 20, 90, 72, 57, 56, 72, 50], 0.1);
         assert!((overshoot(&s, 0.0, 1.0, 72.0) - 0.25).abs() < 1e-12);
         assert_eq!(overshoot(&s, 0.0, 0.2, 72.0), 0.0);
-        // 90→72 (-20 %), 72→57 (-21 %), 72→50: three drops over 5 %; 57→56 is
-        // not, and 56→72→50 drops below both previous ticks.
-        assert_eq!(backoffs(&s, 0.0, 1.0, 0.05), 3);
-        assert_eq!(backoffs(&s, 0.45, 1.0, 0.05), 2);
+        // 72→57 and 56,72→50 fall > 5 % below both previous ticks; 90→72
+        // does not (20 two ticks before), nor 57→56 (-2 %).
+        assert_eq!(backoffs(&s, 0.0, 1.0, 0.05), 2);
+        assert_eq!(backoffs(&s, 0.55, 1.0, 0.05), 1);
         // A one-tick probe up and back is not a backoff.
         let p = series(&[77, 77, 97, 77, 77, 61], 0.1);
         assert_eq!(backoffs(&p, 0.0, 1.0, 0.05), 1);
