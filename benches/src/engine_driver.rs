@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -67,6 +67,8 @@ struct Counters {
     completed: AtomicU64,
     bytes: AtomicU64,
     errors: AtomicU64,
+    /// The first failed completion's error, for the report.
+    first_error: OnceLock<String>,
 }
 
 /// The engine behind the [`Driver`] seam.
@@ -257,6 +259,14 @@ impl Driver for EngineDriver {
             elapsed: Some(elapsed),
             ..Default::default()
         };
+        if let Some(first) = self.counters.iter().find_map(|c| c.first_error.get()) {
+            if ops > 0 && errors == ops {
+                anyhow::bail!("every one of the {ops} ops failed; the first with: {first}");
+            }
+            report.notes.push(format!(
+                "{errors} of {ops} ops failed; the first with: {first}"
+            ));
+        }
         match &self.opts.trace {
             Some(path) => match read_trace(path) {
                 Ok(trace) => {
@@ -460,8 +470,10 @@ impl Worker {
                 Ok(n) => {
                     c.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 }
-                Err(_) => {
-                    c.errors.fetch_add(1, Ordering::Relaxed);
+                Err(e) => {
+                    if c.errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                        let _ = c.first_error.set(e.to_string());
+                    }
                 }
             }
             if let (Some(h), Some(t0)) = (app, t0) {
