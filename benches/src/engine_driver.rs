@@ -59,6 +59,9 @@ pub struct EngineOptions {
     pub trace_io_every: u32,
 }
 
+/// One op in this many has its application latency (call → callback) timed.
+pub const APP_LAT_EVERY: u64 = 8;
+
 /// Width of one plotted point: 10 ms ticks are too noisy to read.
 pub const PLOT_BUCKET: Duration = Duration::from_millis(50);
 
@@ -185,6 +188,7 @@ impl Driver for EngineDriver {
                 counters: self.counters,
                 me: t as usize,
                 app_hist: (o.rw != RwMode::Nop).then_some(self.app_hist),
+                seq: 0,
             };
             let h = std::thread::Builder::new()
                 .name(format!("auraio-bench-{t}"))
@@ -429,6 +433,7 @@ struct Worker {
     counters: &'static [Counters],
     me: usize,
     app_hist: Option<&'static LatencyHistogram>,
+    seq: u64,
 }
 
 impl Worker {
@@ -463,7 +468,12 @@ impl Worker {
 
     fn submit_one(&mut self) -> io::Result<()> {
         let c: &'static Counters = &self.counters[self.me];
-        let app = self.app_hist;
+        // Application latency on one op in APP_LAT_EVERY: two clock reads
+        // per op are a visible cost at a few hundred thousand IOPS.
+        self.seq = self.seq.wrapping_add(1);
+        let app = self
+            .app_hist
+            .filter(|_| self.seq.is_multiple_of(APP_LAT_EVERY));
         let t0 = app.map(|_| Instant::now());
         let done = move |res: io::Result<usize>| {
             match res {
@@ -641,7 +651,14 @@ mod tests {
         assert_eq!(r.bytes, r.ops * 4096);
         assert_eq!(r.rings, 2);
         let app = r.app_latency.expect("app latency measured");
-        assert_eq!(app.samples, r.ops);
+        // Each of the 2 threads times every 8th of its own ops.
+        let expect = r.ops / APP_LAT_EVERY;
+        assert!(
+            app.samples + 2 >= expect && app.samples <= expect + 2,
+            "{} app samples for {} ops",
+            app.samples,
+            r.ops
+        );
         assert!(!r.notes.is_empty(), "no trace: a note says so");
     }
 }

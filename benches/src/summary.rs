@@ -227,8 +227,9 @@ impl RunResult {
         if let Some(app) = &self.app_latency {
             let _ = writeln!(
                 o,
-                "     lat: {}  (call -> callback, backlog wait included)",
-                fmt_lat_line(app)
+                "     lat: {}  (call -> callback, backlog wait included, {} samples)",
+                fmt_lat_line(app),
+                app.samples
             );
         }
         let _ = writeln!(o, "    ops={}, errors={}", self.ops, self.errors);
