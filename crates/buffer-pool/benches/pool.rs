@@ -45,6 +45,48 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
+/// This thread's CPU time. On a shared, loaded machine wall-clock numbers
+/// include time spent descheduled; CPU time does not.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The single-thread cases again, timed in thread CPU time.
+fn single_thread_cpu_time(c: &mut Criterion) {
+    let mut g = c.benchmark_group("alloc_free_cputime");
+    let pool = BufferPool::with_defaults();
+    for (size, name) in SIZES {
+        g.bench_with_input(BenchmarkId::new("pool", name), &size, |b, &size| {
+            b.iter_custom(|iters| {
+                let start = thread_cpu_time();
+                for _ in 0..iters {
+                    let mut buf = pool.alloc(black_box(size)).expect("alloc");
+                    buf[0] = 1;
+                    drop(black_box(buf));
+                }
+                thread_cpu_time() - start
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("std_alloc", name), &size, |b, &size| {
+            b.iter_custom(|iters| {
+                let start = thread_cpu_time();
+                for _ in 0..iters {
+                    std_alloc_free(black_box(size));
+                }
+                thread_cpu_time() - start
+            })
+        });
+    }
+    g.finish();
+}
+
 /// Runs `op` `iters` times on each of two threads at once; returns the wall
 /// time divided so that the figure is time per op per thread.
 fn two_threads(iters: u64, op: impl Fn() + Send + Sync + Clone + 'static) -> Duration {
@@ -125,5 +167,11 @@ fn cross_thread(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_thread, contended, cross_thread);
+criterion_group!(
+    benches,
+    single_thread,
+    single_thread_cpu_time,
+    contended,
+    cross_thread
+);
 criterion_main!(benches);

@@ -45,7 +45,7 @@ impl ThreadCache {
     }
 
     /// One count on the pool state for a buffer being handed out.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn take_ref(&mut self) -> Counted<Shared> {
         if self.credit == 0 {
             self.shared.acquire(CREDIT_BATCH);
@@ -74,7 +74,7 @@ impl ThreadCache {
     }
 
     /// Hands out a block of `class` if this cache holds one (no lock).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc_cached(&mut self, class: usize) -> Option<Block> {
         let list = &mut self.lists[class];
         let b = list.pop()?;

@@ -79,7 +79,10 @@ impl BufferPool {
     /// A buffer of `len` bytes (`len` in `1..=max_size`), capacity rounded up
     /// to the size class. Contents are unspecified but initialized (zero if
     /// the memory is fresh, a previous user's bytes if recycled).
-    #[inline]
+    // Always inlined: returned through memory, a `Buffer` written as four
+    // 8-byte stores and read back as two 16-byte loads stalls the CPU's
+    // store forwarding; inlined, it stays in registers.
+    #[inline(always)]
     pub fn alloc(&self, len: usize) -> Result<Buffer, PoolError> {
         let shared = self.shared();
         // Fast path: a pooled size with a block waiting in this thread's

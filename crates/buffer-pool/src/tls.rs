@@ -37,7 +37,7 @@ impl Caches {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn get(&mut self, shared: &Counted<Shared>) -> &mut ThreadCache {
         let i = self.mru;
         if i < self.ids.len() && self.ids[i] == shared.id {
@@ -106,7 +106,7 @@ loom::thread_local! {
 /// Runs `f` on this thread's cache for `shared`, creating it on first use.
 /// Returns `None` (without calling `f`) when no cache is reachable:
 /// thread-local storage already torn down at thread exit, or re-entered.
-#[inline]
+#[inline(always)]
 pub(crate) fn with_cache<R>(
     shared: &Counted<Shared>,
     f: impl FnOnce(&mut ThreadCache) -> R,
