@@ -71,6 +71,31 @@ pub fn nearest_rank(q: f64, n: u64) -> u64 {
     (r.max(1.0) as u64).min(n)
 }
 
+/// The percentile of bucket `counts` holding `count` values between `min`
+/// and `max` (see [`HistogramSnapshot::percentile_ns`]).
+pub(crate) fn percentile_of(counts: &[u64], count: u64, min: u64, max: u64, q: f64) -> u64 {
+    if count == 0 {
+        return 0;
+    }
+    let rank = nearest_rank(q, count);
+    if rank <= 1 {
+        return min;
+    }
+    if rank >= count {
+        return max;
+    }
+    let mut seen = 0u64;
+    for (idx, &c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            let (lo, hi) = bucket_range(idx);
+            let mid = lo + (hi - lo) / 2;
+            return mid.clamp(min, max.max(min));
+        }
+    }
+    max
+}
+
 /// A plain (non-atomic) latency histogram: counts per bucket plus exact
 /// count, sum, min and max. What a tick hands to the controller.
 ///
@@ -163,26 +188,12 @@ impl HistogramSnapshot {
     /// [`nearest_rank`]), within 1.6 % of the exact value; 0 when empty.
     /// `q = 0` gives the exact min and `q = 1` the exact max.
     pub fn percentile_ns(&self, q: f64) -> u64 {
-        if self.count == 0 {
-            return 0;
-        }
-        let rank = nearest_rank(q, self.count);
-        if rank <= 1 {
-            return self.min;
-        }
-        if rank >= self.count {
-            return self.max;
-        }
-        let mut seen = 0u64;
-        for (idx, &c) in self.counts.iter().enumerate() {
-            seen += c;
-            if seen >= rank {
-                let (lo, hi) = bucket_range(idx);
-                let mid = lo + (hi - lo) / 2;
-                return mid.clamp(self.min, self.max.max(self.min));
-            }
-        }
-        self.max
+        percentile_of(&self.counts, self.count, self.min, self.max, q)
+    }
+
+    /// Raw bucket counts (empty, or `NUM_BUCKETS` long).
+    pub(crate) fn counts(&self) -> &[u64] {
+        &self.counts
     }
 
     /// Median latency (ns).
