@@ -641,3 +641,46 @@ fn sqpoll_is_used_or_falls_back_and_is_reported() {
     e.run_until_idle().unwrap();
     assert_eq!(ran.load(Ordering::SeqCst), 10);
 }
+
+#[test]
+fn reaper_always_runs_callbacks_without_polling() {
+    let e = Engine::builder()
+        .rings(2)
+        .queue_depth(32)
+        .reaper(ReaperMode::Always)
+        .build()
+        .unwrap();
+    let n = Arc::new(AtomicU32::new(0));
+    for _ in 0..100 {
+        let n = Arc::clone(&n);
+        e.nop(move |r| {
+            r.unwrap();
+            n.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    // Nobody calls poll/wait here: the reapers deliver.
+    eventually(|| n.load(Ordering::SeqCst) == 100, "reapers delivering");
+    eventually(|| e.pending() == 0, "pending drops to 0");
+}
+
+#[test]
+fn round_robin_spreads_ops_over_the_rings() {
+    let e = Engine::builder()
+        .rings(2)
+        .queue_depth(32)
+        .ring_selection(auraio_engine::RingSelection::RoundRobin)
+        .reaper(ReaperMode::Never)
+        .build()
+        .unwrap();
+    let mut rings = [0; 2];
+    for _ in 0..10 {
+        let h = e.nop(|r| r.unwrap()).unwrap();
+        rings[h.ring()] += 1;
+    }
+    e.run_until_idle().unwrap();
+    assert_eq!(rings, [5, 5]);
+    let st = e.stats();
+    assert_eq!(st.rings[0].completions, 5);
+    assert_eq!(st.rings[1].completions, 5);
+}
