@@ -61,6 +61,7 @@ pub(crate) struct Shared {
     trace_io_every: u32,
     trace_errors: AtomicU64,
     panic_reported: AtomicBool,
+    tick_panic_reported: AtomicBool,
     stop_run: AtomicBool,
     pub(crate) controller_name: String,
     wait_cursor: AtomicUsize,
@@ -131,7 +132,8 @@ impl Shared {
 
     /// Starts one reaper thread per ring (once).
     fn start_reapers(self: &Arc<Self>) -> io::Result<()> {
-        if self.reapers_started.swap(true, Ordering::AcqRel) {
+        if self.closed.load(Ordering::Acquire) || self.reapers_started.swap(true, Ordering::AcqRel)
+        {
             return Ok(());
         }
         let mut handles = Vec::with_capacity(self.rings.len());
@@ -249,7 +251,16 @@ fn tick_loop(sh: Arc<Shared>) {
         }
         let now = sh.start.elapsed();
         for shard in &sh.rings {
-            shard.tick(&sh, now);
+            // A panicking controller (e.g. a custom one) must not take the
+            // tick thread down: the ring keeps its last decision.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shard.tick(&sh, now)));
+            if r.is_err() && !sh.tick_panic_reported.swap(true, Ordering::Relaxed) {
+                eprintln!(
+                    "auraio: the controller of ring {} panicked during a tick; \
+                     its ring keeps the last decision",
+                    shard.idx
+                );
+            }
         }
     }
 }
@@ -408,6 +419,7 @@ impl Engine {
             trace_io_every: b.trace_io_every,
             trace_errors: AtomicU64::new(0),
             panic_reported: AtomicBool::new(false),
+            tick_panic_reported: AtomicBool::new(false),
             stop_run: AtomicBool::new(false),
             controller_name,
             wait_cursor: AtomicUsize::new(0),

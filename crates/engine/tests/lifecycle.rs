@@ -684,3 +684,61 @@ fn round_robin_spreads_ops_over_the_rings() {
     assert_eq!(st.rings[0].completions, 5);
     assert_eq!(st.rings[1].completions, 5);
 }
+
+/// Ticks seen by [`Grenade`]s.
+static GRENADE_TICKS: AtomicU32 = AtomicU32::new(0);
+
+/// A controller that panics from its third tick on.
+#[derive(Debug)]
+struct Grenade(u32);
+
+impl auraio_engine::Controller for Grenade {
+    fn tick(&mut self, _s: &auraio_engine::controller::Sample) -> auraio_engine::Decision {
+        self.0 += 1;
+        GRENADE_TICKS.fetch_add(1, Ordering::SeqCst);
+        assert!(self.0 < 3, "controller bug (expected by the test)");
+        self.current()
+    }
+    fn state(&self) -> auraio_engine::ControllerState {
+        auraio_engine::ControllerState {
+            name: "grenade".into(),
+            phase: "ticking".into(),
+            reason: String::new(),
+        }
+    }
+    fn current(&self) -> auraio_engine::Decision {
+        auraio_engine::Decision {
+            in_flight_limit: 6,
+            batch_threshold: 2,
+        }
+    }
+}
+
+#[test]
+fn a_panicking_controller_does_not_stop_the_engine() {
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(32)
+        .controller_factory(|_| Box::new(Grenade(0)))
+        .reaper(ReaperMode::Never)
+        .build()
+        .unwrap();
+    assert_eq!(e.in_flight_limit(0), Some(6));
+    // The tick thread survives the panics and keeps ticking.
+    eventually(
+        || GRENADE_TICKS.load(Ordering::SeqCst) >= 6,
+        "ticks after the panic",
+    );
+    let n = Arc::new(AtomicU32::new(0));
+    for _ in 0..20 {
+        let n = Arc::clone(&n);
+        e.nop(move |r| {
+            r.unwrap();
+            n.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap();
+    }
+    e.run_until_idle().unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 20);
+    assert_eq!(e.in_flight_limit(0), Some(6), "last decision kept");
+}
