@@ -22,7 +22,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct RingStatsSnapshot {
     /// Ring index.
     pub ring: u32,
-    /// `"normal"` or `"sqpoll"`.
+    /// `"normal"` or `"sqpoll"` (io_uring), or the name of the ring's
+    /// fallback backend.
     pub kind: String,
     /// Slots: the most ops this ring can have in flight.
     pub capacity: u32,
@@ -125,7 +126,7 @@ pub struct TotalStats {
 /// Everything [`Engine::stats`] reports. Serializes to JSON with serde.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineStats {
-    /// The I/O backend in use (`"io_uring"`).
+    /// The I/O backend in use: `"io_uring"`, or the ring kind of a fallback.
     pub backend: String,
     /// Controller name.
     pub controller: String,
@@ -139,6 +140,12 @@ pub struct EngineStats {
     pub total: TotalStats,
     /// Per ring.
     pub rings: Vec<RingStatsSnapshot>,
+}
+
+/// `"normal"`, `"sqpoll"`, or the lowercase name of any other backend kind
+/// the ring reports.
+fn kind_name(k: RingKind) -> String {
+    format!("{k:?}").to_lowercase()
 }
 
 fn per_enter(sqes: u64, calls: u64) -> f64 {
@@ -181,10 +188,7 @@ impl Engine {
             let rate = |x: u64| if window > 0.0 { x as f64 / window } else { 0.0 };
             let r = RingStatsSnapshot {
                 ring: s.idx,
-                kind: match s.kind {
-                    RingKind::SqPoll => "sqpoll".into(),
-                    _ => "normal".into(),
-                },
+                kind: kind_name(s.kind),
                 capacity: s.capacity,
                 in_flight: s.in_flight.load(Relaxed),
                 peak_in_flight: s.peak.load(Relaxed),
@@ -236,8 +240,20 @@ impl Engine {
         total.p999_ns = all_hist.p999_ns();
         total.latency_samples = all_hist.count();
         total.sqes_per_enter = per_enter(total.sqes_submitted, total.submit_calls);
+        let backend = if rings
+            .iter()
+            .all(|r| r.kind == "normal" || r.kind == "sqpoll")
+        {
+            "io_uring".to_string()
+        } else {
+            rings
+                .iter()
+                .map(|r| r.kind.clone())
+                .find(|k| k != "normal" && k != "sqpoll")
+                .unwrap_or_default()
+        };
         EngineStats {
-            backend: "io_uring".into(),
+            backend,
             controller: sh.controller_name.clone(),
             uptime_secs: sh.uptime().as_secs_f64(),
             shut_down: sh.closed.load(Relaxed),
