@@ -185,7 +185,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
                 "nvme-capacity-halves",
                 "NVMe loses half its units at 5 s: the knee moves from ≈72 to ≈36",
                 preset("nvme"),
-                12.0,
+                10.0,
             )
         },
         "noisy-neighbour" => Scenario {
@@ -277,7 +277,7 @@ pub fn builtin(name: &str) -> Option<Scenario> {
                     "rare-stalls",
                     "NVMe with 3 ms device stalls (≈2/s) and rare 2 ms op stalls: no real congestion",
                     DeviceSpec::Model(p),
-                    10.0,
+                    8.0,
                 )
             }
         }
