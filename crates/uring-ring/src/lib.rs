@@ -26,6 +26,14 @@
 //! The ring is not `Sync`; share it behind a `Mutex`. It never runs caller
 //! code, so completions can be handled after the lock is released.
 //!
+//! # Fallback
+//!
+//! Where io_uring is unavailable (seccomp, `kernel.io_uring_disabled`, old
+//! kernels), [`blocking::BlockingRing`] offers the same API over a pool of
+//! threads doing blocking syscalls, and [`AnyRing`] picks between the two
+//! ([`BackendChoice::Auto`] falls back when `io_uring_setup` fails with
+//! `EPERM`/`EACCES`/`ENOSYS`).
+//!
 //! ```no_run
 //! use auraio_ring::{Fd, Op, Ring, RingConfig};
 //! # fn main() -> std::io::Result<()> {
@@ -42,6 +50,8 @@
 //! ```
 #![warn(missing_docs)]
 
+mod any_ring;
+pub mod blocking;
 mod completion;
 mod config;
 mod op;
@@ -53,10 +63,17 @@ mod slots;
 mod stats;
 mod waiter;
 
+#[doc(hidden)]
+pub mod testing;
+
 #[cfg(all(test, loom))]
 mod loom_tests;
 
+pub use any_ring::{
+    io_uring_disabled_sysctl, is_unavailable_error, AnyRing, BackendChoice, BackendKind,
+};
 pub use auraio_buffer_pool::{IoBuf, IoBufMut};
+pub use blocking::BlockingRing;
 pub use completion::{Completion, SubmitError, SubmitErrorKind};
 pub use config::{RingConfig, RingKind};
 pub use op::{Fd, Op, OpKind, OwnedBuf, MAX_IOVECS};

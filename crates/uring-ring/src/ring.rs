@@ -250,11 +250,7 @@ impl<T> Ring<T> {
     /// Cumulative counters.
     pub fn stats(&self) -> RingStats {
         let mut s = self.stats;
-        s.waiter_enter_calls = self
-            .waiter
-            .shared()
-            .enters
-            .load(std::sync::atomic::Ordering::Relaxed);
+        s.waiter_enter_calls = self.waiter.enters();
         s
     }
 

@@ -103,16 +103,33 @@ pub(crate) struct WaiterShared {
 /// the ring and calls [`Ring::poll`](crate::Ring::poll). Cheap to clone;
 /// `Send + Sync`. It owns a duplicate of the ring's fd, so it stays valid
 /// even after the ring is dropped (it then simply times out).
+///
+/// A waiter from a [`BlockingRing`](crate::blocking::BlockingRing) blocks on
+/// that backend's completion signal instead (a condition variable the worker
+/// threads signal); it behaves the same way.
 #[derive(Clone)]
 pub struct Waiter {
-    shared: Arc<WaiterShared>,
+    inner: WaiterInner,
+}
+
+#[derive(Clone)]
+enum WaiterInner {
+    Uring(Arc<WaiterShared>),
+    Blocking(Arc<crate::blocking::Shared>),
 }
 
 impl std::fmt::Debug for Waiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Waiter")
-            .field("fd", &self.shared.fd.as_raw_fd())
-            .finish_non_exhaustive()
+        match &self.inner {
+            WaiterInner::Uring(s) => f
+                .debug_struct("Waiter")
+                .field("fd", &s.fd.as_raw_fd())
+                .finish_non_exhaustive(),
+            WaiterInner::Blocking(_) => f
+                .debug_struct("Waiter")
+                .field("backend", &"blocking")
+                .finish_non_exhaustive(),
+        }
     }
 }
 
@@ -126,16 +143,27 @@ impl Waiter {
         // SAFETY: `dup` is a freshly created fd that nothing else owns.
         let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) };
         Ok(Waiter {
-            shared: Arc::new(WaiterShared {
+            inner: WaiterInner::Uring(Arc::new(WaiterShared {
                 fd,
                 ext_arg,
                 enters: AtomicU64::new(0),
-            }),
+            })),
         })
     }
 
-    pub(crate) fn shared(&self) -> &WaiterShared {
-        &self.shared
+    /// A waiter on a blocking backend's completion signal.
+    pub(crate) fn blocking(shared: Arc<crate::blocking::Shared>) -> Self {
+        Waiter {
+            inner: WaiterInner::Blocking(shared),
+        }
+    }
+
+    /// How many times this waiter (and its clones) blocked.
+    pub(crate) fn enters(&self) -> u64 {
+        match &self.inner {
+            WaiterInner::Uring(s) => s.enters.load(Ordering::Relaxed),
+            WaiterInner::Blocking(s) => s.waiter_enters(),
+        }
     }
 
     /// Blocks until at least `min` CQEs are in the completion queue, or
@@ -146,14 +174,21 @@ impl Waiter {
     /// also count towards `min`. Completions already in the CQ make it
     /// return at once. `min == 0` only runs pending completion work.
     pub fn wait(&self, min: u32, timeout: Option<Duration>) -> io::Result<()> {
-        if timeout.is_some() && !self.shared.ext_arg {
+        let shared = match &self.inner {
+            WaiterInner::Uring(s) => s,
+            WaiterInner::Blocking(s) => {
+                s.waiter_wait(min, timeout);
+                return Ok(());
+            }
+        };
+        if timeout.is_some() && !shared.ext_arg {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "waiting with a timeout needs IORING_FEAT_EXT_ARG (Linux 5.11+)",
             ));
         }
-        self.shared.enters.fetch_add(1, Ordering::Relaxed);
-        match enter(self.shared.fd.as_raw_fd(), 0, min, ENTER_GETEVENTS, timeout) {
+        shared.enters.fetch_add(1, Ordering::Relaxed);
+        match enter(shared.fd.as_raw_fd(), 0, min, ENTER_GETEVENTS, timeout) {
             Ok(_) => Ok(()),
             Err(e) => match e.raw_os_error() {
                 Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::EBUSY) => {

@@ -140,3 +140,95 @@ pub fn write_all(f: &std::fs::File, data: &[u8]) {
     let mut f = f;
     f.write_all(data).unwrap();
 }
+
+/// A blocking-backend ring (through `AnyRing`) with a small queue.
+pub fn bring<T>(sq: u32) -> auraio_ring::AnyRing<T> {
+    let r = auraio_ring::AnyRing::new(
+        &RingConfig {
+            sq_entries: sq,
+            batch_threshold: 1,
+            ..Default::default()
+        },
+        auraio_ring::BackendChoice::Blocking,
+    )
+    .expect("the blocking backend always builds");
+    assert_eq!(r.backend(), auraio_ring::BackendKind::Blocking);
+    r
+}
+
+/// Waits for exactly one completion on any backend.
+pub fn any_wait_one<T>(ring: &mut auraio_ring::AnyRing<T>) -> Completion<T> {
+    let mut out = Vec::new();
+    let n = ring
+        .wait(1, Some(std::time::Duration::from_secs(10)), &mut out)
+        .unwrap();
+    assert_eq!(n, 1, "expected one completion");
+    out.pop().unwrap()
+}
+
+/// Waits until `n` completions were collected on any backend.
+pub fn any_wait_n<T>(ring: &mut auraio_ring::AnyRing<T>, n: usize) -> Vec<Completion<T>> {
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while out.len() < n {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting");
+        ring.wait(
+            (n - out.len()) as u32,
+            Some(std::time::Duration::from_secs(1)),
+            &mut out,
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// A read/write file in `dir`, created empty.
+pub fn rw_file(dir: &tempfile::TempDir, name: &str) -> (std::fs::File, std::path::PathBuf) {
+    let path = dir.path().join(name);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    (f, path)
+}
+
+/// A buffer that carries an `Arc` so tests can see who still holds it.
+pub struct TrackedBuf {
+    pub data: Box<[u8]>,
+    _alive: std::sync::Arc<()>,
+}
+
+// SAFETY: delegates to the boxed slice, whose heap memory does not move.
+unsafe impl IoBuf for TrackedBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.data.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.data.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.data.len()
+    }
+}
+
+// SAFETY: same memory, writable for its whole length.
+unsafe impl IoBufMut for TrackedBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.data.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {}
+}
+
+pub fn tracked(len: usize) -> (TrackedBuf, std::sync::Arc<()>) {
+    let alive = std::sync::Arc::new(());
+    (
+        TrackedBuf {
+            data: vec![0u8; len].into_boxed_slice(),
+            _alive: alive.clone(),
+        },
+        alive,
+    )
+}
