@@ -142,6 +142,47 @@ fn buffers_freed_on_other_threads_return_to_the_pool() {
     assert_eq!(live_bytes(), 0);
 }
 
+/// Buffers allocated and freed from a thread-local destructor that runs
+/// after the pool's thread caches were torn down: the pool falls back to the
+/// shards and nothing leaks or panics.
+fn pool_use_during_thread_teardown() {
+    use std::cell::RefCell;
+    struct Guard(RefCell<Option<(BufferPool, Buffer)>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some((pool, held)) = self.0.borrow_mut().take() {
+                let mut fresh = pool.alloc(8192).expect("alloc during teardown");
+                fresh.fill(3);
+                assert!(held.iter().all(|&x| x == 5));
+                drop((held, fresh));
+            }
+        }
+    }
+    thread_local! {
+        static GUARD: Guard = const { Guard(RefCell::new(None)) };
+    }
+    let pool = BufferPool::new(cfg()).expect("pool");
+    let p = pool.clone();
+    std::thread::spawn(move || {
+        // Registered before the pool's caches, so destroyed after them.
+        GUARD.with(|g| {
+            let _ = g.0.borrow().is_some();
+        });
+        let mut held = p.alloc(4096).expect("alloc");
+        held.fill(5);
+        drop(p.alloc(4096).expect("alloc")); // creates this thread's cache
+        GUARD.with(|g| *g.0.borrow_mut() = Some((p.clone(), held)));
+    })
+    .join()
+    .expect("thread");
+    let s = pool.stats();
+    assert_eq!(s.allocations, s.frees, "{s:#?}");
+    assert_eq!(s.thread_caches, 0);
+    assert_eq!(live_bytes() as u64, s.bytes_from_system);
+    drop(pool);
+    assert_eq!(live_bytes(), 0);
+}
+
 trait InUse {
     fn in_use_total(&self) -> u64;
 }
@@ -158,4 +199,5 @@ fn lifetimes_never_leak_or_dangle() {
     thread_caches_of_a_dropped_pool_are_released_at_thread_exit();
     thread_caches_of_a_dropped_pool_are_released_on_next_use();
     buffers_freed_on_other_threads_return_to_the_pool();
+    pool_use_during_thread_teardown();
 }
