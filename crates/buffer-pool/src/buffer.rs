@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::mem::ManuallyDrop;
-use std::ops::{Deref, DerefMut};
+use std::ops::{Bound, Deref, DerefMut, RangeBounds};
 use std::ptr::NonNull;
 
 use crate::cache::free_without_cache;
@@ -132,6 +132,37 @@ impl Buffer {
         self.len = self.len.min(len);
     }
 
+    /// An owned window `range` of this buffer (within its capacity) that
+    /// can be moved into an I/O operation on its own: it reads into or writes
+    /// from just those bytes. [`BufferSlice::into_inner`] gives the buffer
+    /// back. An unbounded end means the buffer's length; the range may reach
+    /// up to the capacity. A reversed or too-long range gives the buffer back
+    /// inside the error.
+    pub fn slice(self, range: impl RangeBounds<usize>) -> Result<BufferSlice, SliceError> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.saturating_add(1),
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => self.len,
+        };
+        if start > end || end > self.cap {
+            return Err(SliceError {
+                start,
+                end,
+                buffer: self,
+            });
+        }
+        Ok(BufferSlice {
+            buf: self,
+            start,
+            end,
+        })
+    }
+
     /// Whether this buffer came from a size class (recycled on drop) rather
     /// than directly from the system.
     pub fn is_pooled(&self) -> bool {
@@ -230,4 +261,101 @@ unsafe impl IoBufMut for Buffer {
     unsafe fn set_init(&mut self, _pos: usize) {
         // Every byte of a pool buffer is always initialized.
     }
+}
+
+/// A [`Buffer::slice`] range that is reversed or beyond the capacity; holds
+/// the buffer so it is not lost.
+#[derive(Debug, thiserror::Error)]
+#[error("range {start}..{end} is reversed or beyond the buffer's capacity")]
+pub struct SliceError {
+    /// Start of the rejected range.
+    pub start: usize,
+    /// End of the rejected range (exclusive).
+    pub end: usize,
+    /// The buffer, given back.
+    pub buffer: Buffer,
+}
+
+/// An owned window into a [`Buffer`] (see [`Buffer::slice`]): derefs to the
+/// window's bytes and implements [`IoBuf`]/[`IoBufMut`] over them.
+#[derive(Debug)]
+pub struct BufferSlice {
+    buf: Buffer,
+    start: usize,
+    end: usize,
+}
+
+impl BufferSlice {
+    /// Offset of the window in the buffer.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// End of the window (exclusive).
+    pub fn end(&self) -> usize {
+        self.end
+    }
+
+    /// Length of the window.
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// True for an empty window.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// The whole buffer, read-only.
+    pub fn get_ref(&self) -> &Buffer {
+        &self.buf
+    }
+
+    /// Gives the buffer back (its length is unchanged by the slice).
+    pub fn into_inner(self) -> Buffer {
+        self.buf
+    }
+
+    fn window_ptr(&self) -> *mut u8 {
+        // SAFETY: `start <= end <= cap`, so the offset stays inside the block.
+        unsafe { self.buf.ptr.as_ptr().add(self.start) }
+    }
+}
+
+impl Deref for BufferSlice {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the window lies within the block's `cap` initialized bytes,
+        // owned by `self.buf`.
+        unsafe { std::slice::from_raw_parts(self.window_ptr(), self.len()) }
+    }
+}
+
+impl DerefMut for BufferSlice {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes the access unique.
+        unsafe { std::slice::from_raw_parts_mut(self.window_ptr(), self.len()) }
+    }
+}
+
+// SAFETY: the window points into the heap block owned by `buf`, which does not
+// move with the value; all of it is initialized.
+unsafe impl IoBuf for BufferSlice {
+    fn stable_ptr(&self) -> *const u8 {
+        self.window_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.len()
+    }
+}
+
+// SAFETY: same pointer, writable for the window; `&mut self` is unique.
+unsafe impl IoBufMut for BufferSlice {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.window_ptr()
+    }
+    unsafe fn set_init(&mut self, _pos: usize) {}
 }

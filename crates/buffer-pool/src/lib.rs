@@ -86,7 +86,7 @@ mod loom_tests;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
-pub use buffer::Buffer;
+pub use buffer::{Buffer, BufferSlice, SliceError};
 pub use config::{
     auto_shards, class_of, class_size, PoolConfig, PoolError, DEFAULT_ALIGNMENT, DEFAULT_BATCH,
     DEFAULT_HIGH_WATER, DEFAULT_MAX_CACHED_BYTES_PER_CLASS, DEFAULT_MAX_SIZE, MAX_ALIGNMENT,

@@ -473,6 +473,41 @@ fn fixed_buffers_reject_bad_requests() {
 }
 
 #[test]
+fn slices_are_owned_windows() {
+    let pool = BufferPool::with_defaults();
+    let mut b = pool.alloc(100).expect("alloc");
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = i as u8;
+    }
+    let base = b.as_ptr() as usize;
+    let mut s = b.slice(10..20).expect("slice");
+    assert_eq!((s.start(), s.end(), s.len()), (10, 20, 10));
+    assert_eq!(&s[..], &(10u8..20).collect::<Vec<u8>>()[..]);
+    assert_eq!(s.stable_ptr() as usize, base + 10);
+    assert_eq!(s.bytes_total(), 10);
+    s.fill(0xFF);
+    let b = s.into_inner();
+    assert_eq!(b.len(), 100);
+    assert!(b[10..20].iter().all(|&x| x == 0xFF));
+    assert_eq!(b[9], 9);
+    assert_eq!(b[20], 20);
+    // Up to the capacity, beyond the length.
+    let s = b.slice(50..).expect("slice");
+    assert_eq!(s.len(), 50, "unbounded end is the length");
+    let b = s.into_inner();
+    let s = b.slice(4000..=4095).expect("slice");
+    assert_eq!(s.len(), 96);
+    assert_eq!(s.get_ref().len(), 100);
+    let b = s.into_inner();
+    let err = b.slice(0..4097).expect_err("beyond capacity");
+    assert_eq!((err.start, err.end), (0, 4097));
+    assert_eq!(err.buffer[20], 20, "the buffer comes back in the error");
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = pool.alloc(10).expect("alloc").slice(5..2);
+    assert!(reversed.is_err());
+}
+
+#[test]
 fn debug_output_is_short() {
     let pool = BufferPool::with_defaults();
     let bufs: Vec<Buffer> = (0..100).map(|_| pool.alloc(4096).expect("alloc")).collect();
@@ -502,6 +537,7 @@ fn buffer_is_send_and_sync_pool_is_clone_send_sync() {
     check::<BufferPool>();
     check::<FixedBuffers>();
     check::<FixedBuffer>();
+    check::<BufferSlice>();
 }
 
 #[derive(Clone, Debug)]
