@@ -7,6 +7,8 @@
 //! freed directly. A `Buffer` derefs to `[u8]`, is `Send`, implements
 //! [`IoBuf`]/[`IoBufMut`] so it can be moved into an I/O operation, and goes
 //! back to the pool when dropped, on whatever thread that happens.
+//! [`Buffer::slice`] turns a buffer into an owned window ([`BufferSlice`])
+//! for I/O on part of it; `into_inner` gives the whole buffer back.
 //!
 //! ```
 //! use auraio_buffer_pool::{BufferPool, IoBuf, PoolConfig};
