@@ -623,7 +623,7 @@ mod tests {
     fn reads_a_real_file_through_the_engine() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("data");
-        crate::prep::prepare_file(&file, 1 << 20, &mut |_| {}).unwrap();
+        crate::prep::prepare_file(&file, 1 << 20, true, &mut |_| {}).unwrap();
         let mut d = EngineDriver::new(EngineOptions {
             rw: RwMode::RandRead,
             bs: 4096,

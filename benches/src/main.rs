@@ -48,7 +48,7 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
 
     if args.rw.uses_file() {
         let quiet = args.quiet;
-        let prepared = prep::prepare_file(&file, args.size, &mut |line| {
+        let prepared = prep::prepare_file(&file, args.size, args.file.is_none(), &mut |line| {
             if !quiet {
                 eprintln!("{line}");
             }

@@ -39,7 +39,16 @@ pub fn is_ready(path: &Path, size: u64) -> bool {
 /// untouched. Otherwise the file is written from the start with large
 /// buffered writes of pseudo-random data (so nothing compresses or
 /// deduplicates to nothing) and fsynced. `log` receives one line per step.
-pub fn prepare_file(path: &Path, size: u64, log: &mut dyn FnMut(&str)) -> io::Result<Prepared> {
+///
+/// With `overwrite == false` (a file the user named) an existing non-empty
+/// file that is too small or sparse is an error rather than rewritten: its
+/// data may matter to someone.
+pub fn prepare_file(
+    path: &Path,
+    size: u64,
+    overwrite: bool,
+    log: &mut dyn FnMut(&str),
+) -> io::Result<Prepared> {
     if let Ok(m) = std::fs::metadata(path) {
         if m.file_type().is_block_device() {
             return Ok(Prepared::BlockDevice);
@@ -52,6 +61,19 @@ pub fn prepare_file(path: &Path, size: u64, log: &mut dyn FnMut(&str)) -> io::Re
         }
         if is_ready(path, size) {
             return Ok(Prepared::Reused);
+        }
+        if !overwrite && m.len() > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} holds {} bytes ({} allocated), less than --size {}: not overwriting it; \
+                     pass a smaller --size, remove the file, or name a new one",
+                    path.display(),
+                    m.len(),
+                    m.blocks().saturating_mul(512).min(m.len()),
+                    size
+                ),
+            ));
         }
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -129,7 +151,7 @@ mod tests {
         let path = dir.path().join("sub").join("testfile");
         let size = 3 * (1 << 20) + 4096;
         let mut lines = Vec::new();
-        let r = prepare_file(&path, size, &mut |l| lines.push(l.to_string())).unwrap();
+        let r = prepare_file(&path, size, true, &mut |l| lines.push(l.to_string())).unwrap();
         assert_eq!(r, Prepared::Created { bytes: size });
         assert!(!lines.is_empty());
         let m = std::fs::metadata(&path).unwrap();
@@ -142,11 +164,11 @@ mod tests {
         assert_ne!(&data[..4096], &data[1 << 20..(1 << 20) + 4096]);
 
         let mtime = m.modified().unwrap();
-        let r = prepare_file(&path, size, &mut |_| {}).unwrap();
+        let r = prepare_file(&path, size, true, &mut |_| {}).unwrap();
         assert_eq!(r, Prepared::Reused);
         // Smaller requests reuse the larger file too.
         assert_eq!(
-            prepare_file(&path, 4096, &mut |_| {}).unwrap(),
+            prepare_file(&path, 4096, false, &mut |_| {}).unwrap(),
             Prepared::Reused
         );
         assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), mtime);
@@ -162,12 +184,12 @@ mod tests {
         f.set_len(size).unwrap(); // a hole: right length, no blocks
         drop(f);
         assert!(!is_ready(&path, size));
-        let r = prepare_file(&path, size, &mut |_| {}).unwrap();
+        let r = prepare_file(&path, size, true, &mut |_| {}).unwrap();
         assert_eq!(r, Prepared::Created { bytes: size });
         assert!(is_ready(&path, size));
 
         // Too short: rewritten and extended.
-        let r = prepare_file(&path, 2 * size, &mut |_| {}).unwrap();
+        let r = prepare_file(&path, 2 * size, true, &mut |_| {}).unwrap();
         assert_eq!(r, Prepared::Created { bytes: 2 * size });
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * size);
     }
@@ -176,7 +198,7 @@ mod tests {
     fn warming_reads_the_region() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w");
-        prepare_file(&path, 1 << 20, &mut |_| {}).unwrap();
+        prepare_file(&path, 1 << 20, true, &mut |_| {}).unwrap();
         assert_eq!(warm_cache(&path, 1 << 20).unwrap(), 1 << 20);
         assert_eq!(warm_cache(&path, 4096).unwrap(), 4096);
         // Asking for more than the file holds stops at its end.
@@ -185,9 +207,33 @@ mod tests {
     }
 
     #[test]
+    fn a_named_file_is_never_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("precious");
+        let precious = vec![7u8; 64 << 10];
+        std::fs::write(&path, &precious).unwrap();
+        let e = prepare_file(&path, 1 << 20, false, &mut |_| {}).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert!(e.to_string().contains("not overwriting"), "{e}");
+        assert_eq!(std::fs::read(&path).unwrap(), precious);
+        // Large enough: used as it is, still untouched.
+        assert!(is_ready(&path, 4096));
+        assert_eq!(
+            prepare_file(&path, 4096, false, &mut |_| {}).unwrap(),
+            Prepared::Reused
+        );
+        // Missing or empty named files are created.
+        let fresh = dir.path().join("fresh");
+        assert!(matches!(
+            prepare_file(&fresh, 4096, false, &mut |_| {}).unwrap(),
+            Prepared::Created { .. }
+        ));
+    }
+
+    #[test]
     fn a_directory_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let e = prepare_file(dir.path(), 4096, &mut |_| {}).unwrap_err();
+        let e = prepare_file(dir.path(), 4096, true, &mut |_| {}).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         assert!(e.to_string().contains("not a regular file"));
     }
