@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auraio_controller::{Controller, ControllerConfig};
+use auraio_ring::BackendChoice;
 
 use crate::Engine;
 
@@ -64,6 +65,7 @@ pub struct EngineBuilder {
     pub(crate) tick: Duration,
     pub(crate) reaper: ReaperMode,
     pub(crate) eventfd: bool,
+    pub(crate) backend: BackendChoice,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -85,6 +87,7 @@ impl fmt::Debug for EngineBuilder {
             .field("tick", &self.tick)
             .field("reaper", &self.reaper)
             .field("eventfd", &self.eventfd)
+            .field("backend", &self.backend)
             .finish()
     }
 }
@@ -117,6 +120,7 @@ impl Default for EngineBuilder {
             tick: DEFAULT_TICK,
             reaper: ReaperMode::default(),
             eventfd: false,
+            backend: BackendChoice::Auto,
         }
     }
 }
@@ -240,6 +244,17 @@ impl EngineBuilder {
     /// ([`Engine::eventfd`]), for reactor integration (default off).
     pub fn eventfd(mut self, on: bool) -> Self {
         self.eventfd = on;
+        self
+    }
+
+    /// Which backend runs the ops. `Auto` (default): io_uring, or a pool of
+    /// threads doing blocking syscalls when io_uring is unavailable
+    /// (`io_uring_setup` fails with `EPERM`/`EACCES`/`ENOSYS`: seccomp,
+    /// `kernel.io_uring_disabled`). Same API and guarantees either way; the
+    /// controller's in-flight limit governs the pool's concurrency.
+    /// [`Engine::stats`] says which backend is active.
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.backend = choice;
         self
     }
 

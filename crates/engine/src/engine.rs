@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use auraio_controller::{
     ControllerState, Decision, IoRecord, Sample, TickRecord, TraceHeader, TraceWriter,
 };
-use auraio_ring::{Completion, IoBufMut, Ring, RingConfig, RingKind};
+use auraio_ring::{AnyRing, BackendKind, Completion, IoBufMut, RingConfig, RingKind};
 
 use crate::config::{EngineBuilder, ReaperMode, RingSelection};
 use crate::error::{shutdown_error, SubmitError};
@@ -364,7 +364,7 @@ impl Engine {
                 batch_threshold: b.batch_threshold.unwrap_or(8).max(1),
                 eventfd: b.eventfd,
             };
-            let ring: Ring<Target> = Ring::new(&cfg)?;
+            let ring: AnyRing<Target> = AnyRing::new(&cfg, b.backend)?;
             let cap = ring.capacity();
             capacity = cap;
             let max = b.max_in_flight.unwrap_or(cap).min(cap);
@@ -475,6 +475,21 @@ impl Engine {
             handle: Arc::clone(&self.handle),
             pinned: Some(ring),
         })
+    }
+
+    /// The backend each ring runs on: io_uring, or the blocking thread pool
+    /// (asked for, or the fallback when io_uring is unavailable).
+    pub fn backend(&self, ring: usize) -> Option<BackendKind> {
+        self.sh().rings.get(ring).map(|s| s.backend)
+    }
+
+    /// Why ring `ring` fell back to the blocking backend (`None` when it did
+    /// not).
+    pub fn fallback_reason(&self, ring: usize) -> Option<String> {
+        self.sh()
+            .rings
+            .get(ring)
+            .and_then(|s| s.fallback_reason.clone())
     }
 
     /// The kind each ring got (`SqPoll` only when asked for and permitted).

@@ -98,7 +98,7 @@ mod loom_tests;
 
 pub use auraio_buffer_pool::{Buffer, BufferPool, IoBuf, IoBufMut, PoolConfig};
 pub use auraio_controller::{Controller, ControllerConfig, ControllerState, Decision, Limits};
-pub use auraio_ring::{Fd, OpKind, RingKind};
+pub use auraio_ring::{BackendChoice, BackendKind, Fd, OpKind, RingKind};
 pub use config::{
     EngineBuilder, ReaperMode, RingSelection, DEFAULT_INITIAL_IN_FLIGHT, DEFAULT_QUEUE_DEPTH,
     DEFAULT_TICK,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use auraio_controller::{Controller, ControllerState, Decision, IoMeter, Limits, Sample};
 use auraio_ring::{
-    Completion, Op, Resources, Ring, RingKind, RingStats, SubmitError, SubmitErrorKind, Waiter,
+    AnyRing, BackendKind, Completion, Op, Resources, RingKind, RingStats, SubmitError,
+    SubmitErrorKind, Waiter,
 };
 
 use crate::engine::Shared;
@@ -81,7 +82,7 @@ enum PushErr {
 }
 
 pub(crate) struct Core {
-    pub(crate) ring: Ring<Target>,
+    pub(crate) ring: AnyRing<Target>,
     pub(crate) backlog: VecDeque<Work>,
     pub(crate) closed: bool,
     last_stats: RingStats,
@@ -109,6 +110,8 @@ pub(crate) struct Shard {
     pub(crate) waiter: Waiter,
     pub(crate) eventfd: Option<RawFd>,
     pub(crate) kind: RingKind,
+    pub(crate) backend: BackendKind,
+    pub(crate) fallback_reason: Option<String>,
     pub(crate) capacity: u32,
     pub(crate) meter: IoMeter,
     pub(crate) limit: AtomicU32,
@@ -148,13 +151,15 @@ fn kind_error(kind: SubmitErrorKind) -> io::Error {
 impl Shard {
     pub(crate) fn new(
         idx: u32,
-        ring: Ring<Target>,
+        ring: AnyRing<Target>,
         controller: Box<dyn Controller>,
         limits: Limits,
     ) -> io::Result<Self> {
         let waiter = ring.waiter();
         let eventfd = ring.eventfd();
         let kind = ring.kind();
+        let backend = ring.backend();
+        let fallback_reason = ring.fallback_reason().map(str::to_string);
         let capacity = ring.capacity();
         let decision = controller.current();
         let state = controller.state();
@@ -174,6 +179,8 @@ impl Shard {
             waiter,
             eventfd,
             kind,
+            backend,
+            fallback_reason,
             capacity,
             meter: IoMeter::new(),
             limit: AtomicU32::new(limit),
@@ -648,7 +655,7 @@ impl Shard {
     /// Runs `f` on the ring under its lock (registration and the like).
     pub(crate) fn with_ring<R>(
         &self,
-        f: impl FnOnce(&mut Ring<Target>) -> io::Result<R>,
+        f: impl FnOnce(&mut AnyRing<Target>) -> io::Result<R>,
     ) -> io::Result<R> {
         let mut core = self.lock();
         if core.closed {

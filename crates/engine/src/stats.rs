@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Mutex, MutexGuard};
 
 use auraio_controller::HistogramSnapshot;
-use auraio_ring::RingKind;
+use auraio_ring::{BackendKind, RingKind};
 use serde::{Deserialize, Serialize};
 
 use crate::Engine;
@@ -22,8 +22,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct RingStatsSnapshot {
     /// Ring index.
     pub ring: u32,
-    /// `"normal"` or `"sqpoll"` (io_uring), or the name of the ring's
-    /// fallback backend.
+    /// `"normal"` or `"sqpoll"` (io_uring), `"blocking"` (thread pool).
     pub kind: String,
     /// Slots: the most ops this ring can have in flight.
     pub capacity: u32,
@@ -126,8 +125,10 @@ pub struct TotalStats {
 /// Everything [`Engine::stats`] reports. Serializes to JSON with serde.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EngineStats {
-    /// The I/O backend in use: `"io_uring"`, or the ring kind of a fallback.
+    /// The I/O backend in use: `"io_uring"` or `"blocking"` (thread pool).
     pub backend: String,
+    /// Why the engine fell back to the blocking backend, if it did.
+    pub fallback_reason: Option<String>,
     /// Controller name.
     pub controller: String,
     /// Seconds since the engine was built.
@@ -188,7 +189,10 @@ impl Engine {
             let rate = |x: u64| if window > 0.0 { x as f64 / window } else { 0.0 };
             let r = RingStatsSnapshot {
                 ring: s.idx,
-                kind: kind_name(s.kind),
+                kind: match s.backend {
+                    BackendKind::Blocking => BackendKind::Blocking.name().to_string(),
+                    _ => kind_name(s.kind),
+                },
                 capacity: s.capacity,
                 in_flight: s.in_flight.load(Relaxed),
                 peak_in_flight: s.peak.load(Relaxed),
@@ -240,20 +244,14 @@ impl Engine {
         total.p999_ns = all_hist.p999_ns();
         total.latency_samples = all_hist.count();
         total.sqes_per_enter = per_enter(total.sqes_submitted, total.submit_calls);
-        let backend = if rings
-            .iter()
-            .all(|r| r.kind == "normal" || r.kind == "sqpoll")
-        {
-            "io_uring".to_string()
-        } else {
-            rings
-                .iter()
-                .map(|r| r.kind.clone())
-                .find(|k| k != "normal" && k != "sqpoll")
-                .unwrap_or_default()
+        let backend = match sh.rings.first().map(|s| s.backend) {
+            Some(BackendKind::Blocking) => BackendKind::Blocking.name().to_string(),
+            _ => BackendKind::IoUring.name().to_string(),
         };
+        let fallback_reason = sh.rings.iter().find_map(|s| s.fallback_reason.clone());
         EngineStats {
             backend,
+            fallback_reason,
             controller: sh.controller_name.clone(),
             uptime_secs: sh.uptime().as_secs_f64(),
             shut_down: sh.closed.load(Relaxed),
