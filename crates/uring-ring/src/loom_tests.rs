@@ -91,3 +91,83 @@ fn loom_complete_vs_cancel_vs_shutdown() {
         assert_eq!(drops.load(Ordering::SeqCst), created);
     });
 }
+
+/// The blocking backend's job protocol: a worker starting jobs (and the
+/// second op of a link), a cancel, the timer firing a link timeout and a
+/// shutdown sweep race over the shared state. Every op must produce exactly
+/// one completion, and a cancelled link head must take its second with it.
+#[test]
+fn loom_blocking_worker_vs_cancel_vs_timer_vs_shutdown() {
+    use crate::blocking::state::{Job, State, Target};
+    use crate::op::Op;
+    use crate::slots::SlotId;
+
+    fn job(id: SlotId, queued: bool, link: Option<SlotId>, deadline: Option<u64>) -> Job {
+        Job {
+            id,
+            op: Op::Nop,
+            target: Target::Raw(-1),
+            pre: None,
+            link,
+            queued,
+            deadline_ns: deadline,
+        }
+    }
+
+    loom::model(|| {
+        let (a, b, c) = (SlotId::new(0, 0), SlotId::new(1, 0), SlotId::new(2, 0));
+        let mut st = State::new(3, 1);
+        assert!(st.enqueue(job(a, true, Some(b), None)).is_ok());
+        assert!(st.enqueue(job(b, false, None, None)).is_ok());
+        assert!(st.enqueue(job(c, true, None, Some(5))).is_ok());
+        let state = Arc::new(Mutex::new(st));
+
+        // Worker: start jobs in order; after a success, the link's second.
+        let worker = {
+            let state = state.clone();
+            thread::spawn(move || loop {
+                let Some(j) = state.lock().unwrap().pop_next() else {
+                    return;
+                };
+                // (the syscall runs here, without the lock)
+                let mut st = state.lock().unwrap();
+                st.complete(j.id, 0, crate::Resources::None, 1);
+                if let Some(second) = j.link.and_then(|l| st.take_job(l)) {
+                    drop(st);
+                    state
+                        .lock()
+                        .unwrap()
+                        .complete(second.id, 0, crate::Resources::None, 2);
+                }
+            })
+        };
+        // Canceller: cancels the link head (may already be running).
+        let canceller = {
+            let state = state.clone();
+            thread::spawn(move || state.lock().unwrap().cancel(a, 3))
+        };
+        // Timer: c's deadline has passed.
+        let timer = {
+            let state = state.clone();
+            thread::spawn(move || state.lock().unwrap().expire(10))
+        };
+        let cancelled = canceller.join().unwrap();
+        let fired = timer.join().unwrap();
+        worker.join().unwrap();
+        // Shutdown sweep: nothing may be left, or it is finished here.
+        let mut st = state.lock().unwrap();
+        st.cancel_all(20);
+        let mut ids: Vec<SlotId> = st.done.iter().map(|d| d.id).collect();
+        ids.sort();
+        assert_eq!(ids, vec![a, b, c], "each op completes exactly once");
+        let result = |id: SlotId| st.done.iter().find(|d| d.id == id).map(|d| d.result);
+        if cancelled {
+            assert_eq!(result(a), Some(-libc::ECANCELED));
+            assert_eq!(result(b), Some(-libc::ECANCELED), "link second follows");
+        } else {
+            assert_eq!(result(a), Some(0));
+        }
+        assert_eq!(fired == 1, result(c) == Some(-libc::ECANCELED));
+        assert_eq!(st.waiting, 0);
+    });
+}

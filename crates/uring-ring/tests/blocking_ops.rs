@@ -593,3 +593,18 @@ fn sizes_and_threshold_mirror_the_ring() {
         BackendKind::Blocking => assert!(auto.fallback_reason().is_some()),
     }
 }
+
+#[test]
+fn blocking_and_any_ring_are_send() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<BlockingRing<u64>>();
+    assert_send::<AnyRing<Box<dyn FnOnce(i32) + Send>>>();
+    assert_send_sync::<std::sync::Mutex<AnyRing<u64>>>();
+    let r = bring::<()>(8);
+    assert_send_sync::<auraio_ring::Waiter>();
+    let w = r.waiter();
+    std::thread::spawn(move || w.wait(1, Some(Duration::from_millis(1))).unwrap())
+        .join()
+        .unwrap();
+}

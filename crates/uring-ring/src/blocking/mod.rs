@@ -33,7 +33,7 @@
 //! - A link timeout cancels the op with `-ECANCELED` only if it has not
 //!   started by the deadline; a syscall already running completes with its
 //!   result, however long it takes (io_uring would interrupt it).
-//! - [`Fd::Fixed`](crate::Fd::Fixed) and the fixed buffer of
+//! - [`Fd::Fixed`] and the fixed buffer of
 //!   `ReadFixed`/`WriteFixed` are resolved when the op is submitted (io_uring:
 //!   when the kernel issues it). Registered files are duplicates of the
 //!   caller's fds, so (as with io_uring) closing the original does not
@@ -46,7 +46,7 @@
 //!   ignored. Use [`AnyRing::backend`](crate::AnyRing::backend) to tell the
 //!   backends apart.
 //! - Dropping the ring cancels the ops that have not started and waits (up to
-//!   [`DRAIN_TIMEOUT`](crate::DRAIN_TIMEOUT)) for running syscalls, so none
+//!   [`DRAIN_TIMEOUT`]) for running syscalls, so none
 //!   starts or runs after the caller closes its files. Workers own the
 //!   buffers of running ops, so even past that bound nothing is freed under
 //!   a syscall.
