@@ -28,6 +28,10 @@ pub struct AimdConfig {
     pub min_window_completions: u64,
     /// …and at least this many ticks.
     pub min_window_ticks: u32,
+    /// PROBING compares windows with each other, so its windows hold at
+    /// least this many completions (±1/√n counting noise: 7 % at 200).
+    /// Only slow devices wait longer for it.
+    pub probe_window_completions: u64,
     /// PROBING: limit increase per judged window once past slow start.
     pub additive_increase: u32,
     /// PROBING starts with multiplicative steps (like TCP slow start) until
@@ -94,6 +98,14 @@ pub struct AimdConfig {
     /// `min_window_completions`), so one short device stall in a tick does
     /// not look like congestion while a sustained rise shows at once.
     pub guard_ticks: u32,
+    /// STEADY/CONVERGED: probe upward again after this long without a change
+    /// (ms; 0 = never), since capacity that frees up at the current depth
+    /// often shows no throughput change until the limit grows. A re-probe
+    /// that finds nothing returns to the phase it left.
+    pub reprobe_ms: u64,
+    /// A re-probe's first step grows the limit by this fraction (then slow
+    /// start continues if throughput follows), keeping the excursion small.
+    pub reprobe_step: f64,
 }
 
 impl Default for AimdConfig {
@@ -103,6 +115,7 @@ impl Default for AimdConfig {
             baseline_ticks: 10,
             min_window_completions: 20,
             min_window_ticks: 1,
+            probe_window_completions: 200,
             additive_increase: 1,
             slow_start: true,
             slow_start_factor: 1.25,
@@ -127,6 +140,8 @@ impl Default for AimdConfig {
             probe_down_factor: 0.95,
             probe_down_tolerance: 0.03,
             guard_ticks: 10,
+            reprobe_ms: 2_000,
+            reprobe_step: 0.10,
         }
     }
 }
@@ -169,6 +184,7 @@ impl AimdConfig {
         )?;
         frac("change_throughput", self.change_throughput, 0.0, 1.0)?;
         frac("change_rise", self.change_rise, 0.0, f64::MAX)?;
+        frac("reprobe_step", self.reprobe_step, 0.0, 100.0)?;
         frac("change_p99", self.change_p99, 0.0, f64::MAX)?;
         frac("smoothing", self.smoothing, 0.0, 1.0 + 1e-9)?;
         frac(
@@ -216,6 +232,7 @@ impl AimdConfig {
         fix!(app_limited_fraction, 0.0, 1.0 + 1e-9);
         fix!(change_throughput, 0.0, 1.0);
         fix!(change_rise, 0.0, f64::MAX);
+        fix!(reprobe_step, 0.0, 100.0);
         fix!(change_p99, 0.0, f64::MAX);
         fix!(smoothing, 0.0, 1.0 + 1e-9);
         fix!(max_batch_fraction, 0.0, 1.0 + 1e-9);
@@ -264,6 +281,8 @@ impl AimdPhase {
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Point {
     limit: u32,
+    /// Completions in the window.
+    c: u64,
     /// Measured in-flight (Little's law), > 0.
     n: f64,
     /// Throughput (completions/s), > 0.
@@ -372,6 +391,10 @@ pub struct Aimd {
     guard_p99: Option<u64>,
     /// Probing down, when active.
     drain: Option<Drain>,
+    /// Time in STEADY/CONVERGED since the last change or re-probe.
+    hold_elapsed: Duration,
+    /// A periodic re-probe's origin: (phase, limit, time in that phase).
+    resume: Option<(AimdPhase, u32, Duration)>,
     // SETTLING / STEADY / CONVERGED
     phase_elapsed: Duration,
     after_settle: AimdPhase,
@@ -409,6 +432,8 @@ impl Aimd {
             guard: Guard::default(),
             guard_p99: None,
             drain: None,
+            hold_elapsed: Duration::ZERO,
+            resume: None,
             phase_elapsed: Duration::ZERO,
             after_settle: AimdPhase::Steady,
             windows_in_phase: 0,
@@ -478,6 +503,12 @@ impl Aimd {
 
     fn enter(&mut self, phase: AimdPhase, reason: String) {
         self.drain = None;
+        if !matches!(phase, AimdPhase::Steady | AimdPhase::Converged) {
+            self.hold_elapsed = Duration::ZERO;
+        }
+        if phase == AimdPhase::Backoff {
+            self.resume = None;
+        }
         self.phase = phase;
         self.reason = reason;
         self.phase_elapsed = Duration::ZERO;
@@ -514,6 +545,7 @@ impl Aimd {
         };
         Point {
             limit: self.limit,
+            c: w.completions,
             n,
             x,
         }
@@ -579,6 +611,19 @@ impl Aimd {
                         self.set_limit(knee);
                         self.points.clear();
                         self.prev_point = None;
+                        if let Some((_, l0, _)) = self.resume.filter(|_| !rose) {
+                            // A periodic re-probe that found nothing: back to
+                            // where it started (no probing down again).
+                            self.set_limit(l0);
+                            self.settle(
+                                AimdPhase::Steady,
+                                format!(
+                                    "re-probe: no gain from {} to {} (efficiency {eff:.2}); back to {}",
+                                    prev.limit, p.limit, self.limit
+                                ),
+                            );
+                            return;
+                        }
                         if !rose && self.cfg.probe_down {
                             self.start_probe_down(
                                 x_ref,
@@ -603,7 +648,12 @@ impl Aimd {
                 self.reached_top(top);
                 return;
             }
-            let grown = ((self.limit as f64) * self.cfg.slow_start_factor).ceil() as u32;
+            let factor = if self.points.len() == 1 && self.resume.is_some() {
+                1.0 + self.cfg.reprobe_step
+            } else {
+                self.cfg.slow_start_factor
+            };
+            let grown = ((self.limit as f64) * factor).ceil() as u32;
             let next = grown
                 .max(self.limit.saturating_add(self.cfg.additive_increase))
                 .min(top);
@@ -708,7 +758,20 @@ impl Aimd {
             }
             None => p.x,
         };
-        if x >= floor {
+        // When the counting noise (±1/√n) exceeds the tolerance, a window
+        // cannot tell "held" from "fell a little": going lower needs that
+        // much more margin, else the walk stops here.
+        let sigma = 1.0 / (p.c.max(1) as f64).sqrt();
+        let margin = dr.x_ref * (sigma - self.cfg.probe_down_tolerance).max(0.0);
+        if x >= floor && x < floor + margin {
+            self.settle(
+                AimdPhase::Steady,
+                format!(
+                    "probing down: throughput at {old} within {:.1} % of the plateau, too close to the noise to go lower",
+                    (1.0 - x / dr.x_ref) * 100.0
+                ),
+            );
+        } else if x >= floor {
             if old <= self.limits.min_in_flight {
                 self.settle(
                     AimdPhase::Steady,
@@ -874,6 +937,7 @@ impl Aimd {
         } else if self.up_count >= n {
             let gain = (self.ewma_x / rx - 1.0) * 100.0;
             self.cap = None;
+            self.resume = None;
             self.points.clear();
             self.prev_point = None;
             self.slow_start = self.cfg.slow_start;
@@ -918,8 +982,25 @@ impl Aimd {
                     ),
                 };
                 let (reference, ewx, ewp) = (self.reference, self.ewma_x, self.ewma_p99);
+                let mut next = next;
+                let mut reason = reason;
+                let mut restore = None;
+                if let Some((ph, l0, el)) = self.resume.take() {
+                    if next == AimdPhase::Steady && self.limit.abs_diff(l0) <= (l0 / 10).max(1) {
+                        next = ph;
+                        restore = Some(el);
+                        reason = format!(
+                            "re-probe found no better limit; {} at {}",
+                            ph.as_str(),
+                            self.limit
+                        );
+                    }
+                }
                 self.enter(next, reason);
-                if next == AimdPhase::Steady {
+                if let Some(el) = restore {
+                    self.phase_elapsed = el;
+                }
+                if matches!(next, AimdPhase::Steady | AimdPhase::Converged) {
                     // Keep what settling measured as the steady reference.
                     self.reference = reference;
                     self.ewma_x = ewx;
@@ -950,6 +1031,26 @@ impl Aimd {
                 self.windows_in_phase = w;
             }
             _ => {}
+        }
+        if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
+            self.hold_elapsed += interval;
+            if self.cfg.reprobe_ms > 0
+                && self.hold_elapsed >= Duration::from_millis(self.cfg.reprobe_ms)
+            {
+                self.resume = Some((self.phase, self.limit, self.phase_elapsed));
+                self.hold_elapsed = Duration::ZERO;
+                self.points.clear();
+                self.prev_point = None;
+                self.slow_start = self.cfg.slow_start;
+                let from = self.phase.as_str();
+                self.enter(
+                    AimdPhase::Probing,
+                    format!(
+                        "periodic re-probe from {from} at {} after {} ms",
+                        self.limit, self.cfg.reprobe_ms
+                    ),
+                );
+            }
         }
     }
 }
@@ -1107,7 +1208,12 @@ impl Controller for Aimd {
             return self.decision();
         }
 
-        let judged = self.pending.as_ref().is_some_and(|p| p.completions >= min)
+        let need = if self.phase == AimdPhase::Probing {
+            min.max(self.cfg.probe_window_completions)
+        } else {
+            min
+        };
+        let judged = self.pending.as_ref().is_some_and(|p| p.completions >= need)
             && self.pending_ticks >= self.cfg.min_window_ticks.max(1);
         if judged {
             let w = self.pending.take().unwrap_or_default();
@@ -1145,7 +1251,7 @@ impl Controller for Aimd {
             }
         } else if self.phase != AimdPhase::Backoff {
             self.reason = format!(
-                "accumulating a window: {} completions so far (need {min})",
+                "accumulating a window: {} completions so far (need {need})",
                 self.pending.as_ref().map_or(0, |p| p.completions)
             );
         }
@@ -1322,7 +1428,11 @@ mod tests {
 
     #[test]
     fn probing_slow_start_then_additive_then_plateau_settle_steady_converged() {
-        let mut d = Driver::new(AimdConfig::default(), limits());
+        let cfg = AimdConfig {
+            reprobe_ms: 0,
+            ..AimdConfig::default()
+        };
+        let mut d = Driver::new(cfg, limits());
         d.until(AimdPhase::Probing, 20, knee64);
         let mut seen_additive = false;
         let mut prev = d.c.current().in_flight_limit;
@@ -1636,10 +1746,46 @@ mod tests {
     }
 
     #[test]
+    fn periodic_reprobe_returns_to_converged_or_finds_new_capacity() {
+        // Nothing changes: re-probes come back to the same limit, and the
+        // phase clock keeps running through them, so CONVERGED is reached
+        // and kept.
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Steady, 200, knee64);
+        let knee = d.c.current().in_flight_limit;
+        let mut reprobes = 0;
+        for _ in 0..1000 {
+            let before = d.c.phase();
+            d.step(knee64);
+            if d.c.phase() == AimdPhase::Probing && before != AimdPhase::Probing {
+                assert!(d.c.state().reason.contains("re-probe"), "{:?}", d.c.state());
+                reprobes += 1;
+            }
+        }
+        assert!(reprobes >= 3, "{reprobes} re-probes in 10 s");
+        d.until(AimdPhase::Converged, 100, knee64);
+        assert!(d.c.current().in_flight_limit.abs_diff(knee) <= 3);
+
+        // Capacity frees up at the current depth without any throughput
+        // change there (knee 40 -> 64 while sitting at 40): only a re-probe
+        // can find it.
+        let knee40 = |t, l| device(t, l, 40, 100);
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Steady, 200, knee40);
+        assert!(d.c.current().in_flight_limit <= 44);
+        for _ in 0..400 {
+            d.step(knee64);
+        }
+        let l = d.c.current().in_flight_limit;
+        assert!((58..=70).contains(&l), "limit {l}: {:?}", d.c.state());
+    }
+
+    #[test]
     fn hinge_finds_the_knee_and_ignores_noise() {
         let pts: Vec<Point> = (56..72)
             .map(|l| Point {
                 limit: l,
+                c: 1000,
                 n: l as f64,
                 x: (l.min(64) as f64) * 1000.0,
             })
@@ -1648,6 +1794,7 @@ mod tests {
         let flat: Vec<Point> = (64..72)
             .map(|l| Point {
                 limit: l,
+                c: 1000,
                 n: l as f64,
                 x: 64_000.0 + if l % 2 == 0 { 300.0 } else { -300.0 },
             })
