@@ -58,6 +58,17 @@
 //!   I/O. A panicking callback is caught, counted
 //!   ([`RingStatsSnapshot::callback_panics`]) and reported once on stderr.
 //!
+//! # Backends
+//!
+//! Each ring runs on io_uring, or on a pool of threads doing blocking
+//! syscalls ([`BackendChoice`]): `Auto` (the default) falls back to the pool
+//! when `io_uring_setup` is refused (seccomp as in Docker's default profile,
+//! `kernel.io_uring_disabled`, old kernels). Same API and guarantees; the
+//! controller's in-flight limit governs how many syscalls run at once; a
+//! syscall already running cannot be interrupted by cancel or shutdown.
+//! [`EngineStats::backend`] and [`EngineStats::fallback_reason`] say which is
+//! active and why.
+//!
 //! # Threads
 //!
 //! - one **tick** thread: every 10 ms, per ring, it turns the ring's meter
