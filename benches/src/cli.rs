@@ -108,7 +108,12 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, value_name = "TIME")]
     pub max_p99: Option<Duration>,
 
-    /// Rings in the engine (default: the engine's choice, one per CPU).
+    /// I/O backend: auto (io_uring, else the blocking thread pool),
+    /// io_uring, or blocking.
+    #[arg(long, default_value = "auto", value_parser = parse_backend, value_name = "NAME")]
+    pub backend: auraio_engine::BackendChoice,
+
+    /// Rings in the engine (default: one per submitting thread).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub rings: Option<u32>,
 
@@ -236,6 +241,12 @@ pub fn parse_controller(s: &str) -> Result<auraio_controller::ControllerConfig, 
         .map_err(|e| format!("invalid controller `{s}`: {e}"))
 }
 
+/// Parses a backend name via `BackendChoice`'s `FromStr`.
+pub fn parse_backend(s: &str) -> Result<auraio_engine::BackendChoice, String> {
+    s.parse::<auraio_engine::BackendChoice>()
+        .map_err(|e| format!("invalid backend `{s}`: {e} (auto, io_uring, blocking)"))
+}
+
 /// Parses a comma separated list of iodepths (each 1..=4096).
 pub fn parse_depths(s: &str) -> Result<Depths, String> {
     let mut out = Vec::new();
@@ -344,6 +355,14 @@ mod tests {
         assert_eq!(a.threads, 4);
         assert!(a.quiet);
         assert!(parse(&["--also-fixed"]).is_err(), "needs --vs-fio");
+        assert_eq!(
+            parse(&["--backend", "blocking"])
+                .unwrap()
+                .backend
+                .to_string(),
+            "blocking"
+        );
+        assert_eq!(parse(&[]).unwrap().backend.to_string(), "auto");
         assert!(parse(&["--vs-fio", "--also-fixed"]).unwrap().also_fixed);
         let a = parse(&["--fio-depths", "1, 8,256"]).unwrap();
         assert_eq!(a.fio_depths, Depths(vec![1, 8, 256]));
@@ -362,6 +381,7 @@ mod tests {
             &["--controller", "bogus"],
             &["--fio-depths", "16,x"],
             &["--fio-depths", "0"],
+            &["--backend", "carrier-pigeon"],
             &["--max-p99", "1 fortnight"],
             &["--no-such-flag"],
         ] {

@@ -43,6 +43,8 @@ pub struct EngineOptions {
     pub threads: u32,
     /// Rings (default: one per thread).
     pub rings: Option<u32>,
+    /// I/O backend.
+    pub backend: auraio_engine::BackendChoice,
     /// Controller.
     pub controller: ControllerConfig,
     /// P99 ceiling.
@@ -143,7 +145,8 @@ impl Driver for EngineDriver {
         let mut b = Engine::builder()
             .rings(rings as usize)
             .controller(o.controller.clone())
-            .reaper(ReaperMode::Never);
+            .reaper(ReaperMode::Never)
+            .backend(o.backend);
         if let Some(p) = o.max_p99 {
             b = b.max_p99(p);
         }
@@ -263,6 +266,17 @@ impl Driver for EngineDriver {
             elapsed: Some(elapsed),
             ..Default::default()
         };
+        if stats.backend != "io_uring" {
+            report.notes.push(format!(
+                "engine backend: {}{}",
+                stats.backend,
+                stats
+                    .fallback_reason
+                    .as_deref()
+                    .map(|r| format!(" (fell back: {r})"))
+                    .unwrap_or_default()
+            ));
+        }
         if let Some(first) = self.counters.iter().find_map(|c| c.first_error.get()) {
             if ops > 0 && errors == ops {
                 anyhow::bail!("every one of the {ops} ops failed; the first with: {first}");
@@ -596,6 +610,7 @@ mod tests {
             file: dir.path().join("unused"),
             threads: 1,
             rings: Some(1),
+            backend: auraio_engine::BackendChoice::Auto,
             controller: "fixed:8".parse().unwrap(),
             max_p99: None,
             max_in_flight: None,
@@ -632,6 +647,7 @@ mod tests {
             file,
             threads: 2,
             rings: None,
+            backend: auraio_engine::BackendChoice::Auto,
             controller: "aimd".parse().unwrap(),
             max_p99: None,
             max_in_flight: None,

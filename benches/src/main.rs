@@ -102,6 +102,7 @@ fn run_engine(
         file: file.to_path_buf(),
         threads: args.threads,
         rings: args.rings,
+        backend: args.backend,
         controller: controller.clone(),
         max_p99: args.max_p99,
         max_in_flight: args.max_in_flight,
