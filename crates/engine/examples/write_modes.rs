@@ -110,7 +110,7 @@ fn main() -> std::io::Result<()> {
         st.total.completions,
         st.total.errors,
         st.total.peak_in_flight,
-        st.total.p99_ns / 1000
+        st.total.lifetime_p99_ns / 1000
     );
     Ok(())
 }

@@ -100,6 +100,8 @@ pub(crate) struct Published {
     pub(crate) window_len: Duration,
     pub(crate) state: ControllerState,
     pub(crate) decision: Decision,
+    /// Every latency since start (merged at each tick).
+    pub(crate) lifetime: auraio_controller::HistogramSnapshot,
 }
 
 const STATS_WINDOW: Duration = Duration::from_secs(1);
@@ -198,6 +200,7 @@ impl Shard {
             ctl: Mutex::new(CtlBox { controller, limits }),
             published: Mutex::new(Published {
                 window: VecDeque::new(),
+                lifetime: auraio_controller::HistogramSnapshot::default(),
                 window_len: Duration::ZERO,
                 state,
                 decision,
@@ -607,6 +610,7 @@ impl Shard {
         sh.trace_tick(self.idx, &sample, decision, &state);
         {
             let mut p = lock(&self.published);
+            p.lifetime.merge(&sample.latency);
             p.window_len += sample.interval;
             p.window.push_back(sample);
             while p.window.len() > 1 {

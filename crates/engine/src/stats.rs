@@ -16,8 +16,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One ring's state and recent performance.
 ///
 /// Rates and percentiles cover the last ~1 s of controller ticks
-/// (`window_secs`); counters are totals since the engine started and count
-/// every completion.
+/// (`window_secs`; 0 when the ring was idle then); `lifetime_*` percentiles
+/// cover everything up to the last tick; counters are totals since the
+/// engine started and count every completion.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RingStatsSnapshot {
     /// Ring index.
@@ -52,6 +53,12 @@ pub struct RingStatsSnapshot {
     pub p999_ns: u64,
     /// Completions the percentiles rest on.
     pub latency_samples: u64,
+    /// Median latency since start (ns; up to the last tick).
+    pub lifetime_p50_ns: u64,
+    /// 99th percentile latency since start (ns).
+    pub lifetime_p99_ns: u64,
+    /// 99.9th percentile latency since start (ns).
+    pub lifetime_p999_ns: u64,
     /// Length of the window the rates cover (s).
     pub window_secs: f64,
     /// Completions per second in the window.
@@ -100,6 +107,12 @@ pub struct TotalStats {
     pub p999_ns: u64,
     /// Completions the percentiles rest on.
     pub latency_samples: u64,
+    /// Median latency since start over all rings (ns; up to the last tick).
+    pub lifetime_p50_ns: u64,
+    /// 99th percentile latency since start over all rings (ns).
+    pub lifetime_p99_ns: u64,
+    /// 99.9th percentile latency since start over all rings (ns).
+    pub lifetime_p999_ns: u64,
     /// Completions per second.
     pub iops: f64,
     /// Bytes per second.
@@ -164,10 +177,11 @@ impl Engine {
         let mut rings = Vec::with_capacity(sh.rings.len());
         let mut total = TotalStats::default();
         let mut all_hist = HistogramSnapshot::default();
+        let mut all_life = HistogramSnapshot::default();
         let mut max_window = 0.0f64;
         for s in &sh.rings {
             let rs = *lock(&s.ring_stats);
-            let (hist, completions, bytes, window, phase, reason, controller) = {
+            let (hist, life, completions, bytes, window, phase, reason, controller) = {
                 let p = lock(&s.published);
                 let mut h = HistogramSnapshot::default();
                 let (mut c, mut b) = (0u64, 0u64);
@@ -178,6 +192,7 @@ impl Engine {
                 }
                 (
                     h,
+                    p.lifetime.clone(),
                     c,
                     b,
                     p.window_len.as_secs_f64(),
@@ -207,6 +222,9 @@ impl Engine {
                 p99_ns: hist.p99_ns(),
                 p999_ns: hist.p999_ns(),
                 latency_samples: hist.count(),
+                lifetime_p50_ns: life.p50_ns(),
+                lifetime_p99_ns: life.p99_ns(),
+                lifetime_p999_ns: life.p999_ns(),
                 window_secs: window,
                 iops: rate(completions),
                 bytes_per_sec: rate(bytes),
@@ -221,6 +239,7 @@ impl Engine {
                 sqes_per_enter: per_enter(rs.sqes_submitted, rs.submit_calls),
             };
             all_hist.merge(&hist);
+            all_life.merge(&life);
             max_window = max_window.max(window);
             total.in_flight += r.in_flight;
             total.peak_in_flight += r.peak_in_flight;
@@ -243,6 +262,9 @@ impl Engine {
         total.p99_ns = all_hist.p99_ns();
         total.p999_ns = all_hist.p999_ns();
         total.latency_samples = all_hist.count();
+        total.lifetime_p50_ns = all_life.p50_ns();
+        total.lifetime_p99_ns = all_life.p99_ns();
+        total.lifetime_p999_ns = all_life.p999_ns();
         total.sqes_per_enter = per_enter(total.sqes_submitted, total.submit_calls);
         let backend = match sh.rings.first().map(|s| s.backend) {
             Some(BackendKind::Blocking) => BackendKind::Blocking.name().to_string(),

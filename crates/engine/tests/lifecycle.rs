@@ -381,6 +381,14 @@ fn stats_serialize_and_count() {
     assert!(st.rings[0].limit >= 1);
     assert!(st.total.sqes_submitted >= 10);
     assert!(!st.rings[0].phase.is_empty());
+    // Lifetime percentiles keep the latencies once the 1 s window moved on.
+    eventually(
+        || e.stats().total.lifetime_p50_ns > 0,
+        "lifetime latency published by a tick",
+    );
+    let life = e.stats().total;
+    assert!(life.lifetime_p50_ns <= life.lifetime_p99_ns);
+    assert!(life.lifetime_p99_ns <= life.lifetime_p999_ns);
     let json = serde_json::to_string(&st).unwrap();
     let back: auraio_engine::EngineStats = serde_json::from_str(&json).unwrap();
     assert_eq!(back.total.completions, st.total.completions);
