@@ -138,7 +138,7 @@ impl Default for AimdConfig {
             max_batch_fraction: 0.25,
             probe_down: true,
             probe_down_factor: 0.95,
-            probe_down_tolerance: 0.03,
+            probe_down_tolerance: 0.05,
             guard_ticks: 10,
             reprobe_ms: 2_000,
             reprobe_step: 0.10,
