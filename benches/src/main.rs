@@ -158,7 +158,13 @@ fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::
         },
         result.controller
     );
-    match plot::write_plot(plot_path, &title, &result.timeline, result.converge) {
+    match plot::write_plot(
+        plot_path,
+        &title,
+        &result.timeline,
+        &result.limit_series,
+        result.converge,
+    ) {
         Ok(warning) => {
             if let Some(w) = warning {
                 eprintln!("warning: {w}");

@@ -54,6 +54,7 @@ pub fn write_plot(
     path: &Path,
     title: &str,
     points: &[TimelinePoint],
+    limits: &[(Duration, f64)],
     converged: Option<Duration>,
 ) -> anyhow::Result<Option<String>> {
     let text = ensure_font().is_some();
@@ -69,6 +70,7 @@ pub fn write_plot(
             SVGBackend::new(path, size).into_drawing_area(),
             title,
             points,
+            limits,
             converged,
             text,
         )?;
@@ -77,6 +79,7 @@ pub fn write_plot(
             BitMapBackend::new(path, size).into_drawing_area(),
             title,
             points,
+            limits,
             converged,
             text,
         )?;
@@ -95,6 +98,7 @@ pub fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     points: &[TimelinePoint],
+    limits: &[(Duration, f64)],
     converged: Option<Duration>,
     text: bool,
 ) -> anyhow::Result<()> {
@@ -108,13 +112,20 @@ pub fn draw<DB: DrawingBackend>(
     let t_max = points
         .iter()
         .map(|p| p.t.as_secs_f64())
+        .chain(limits.iter().map(|l| l.0.as_secs_f64()))
         .fold(0.0, f64::max)
         .max(0.001);
     let mark = converged.map(|d| d.as_secs_f64());
-    let limit: Vec<(f64, f64)> = points
-        .iter()
-        .map(|p| (p.t.as_secs_f64(), f64::from(p.limit)))
-        .collect();
+    // The limit at full resolution when given (it is a step function: a
+    // short excursion matters for the time to converge).
+    let limit: Vec<(f64, f64)> = if limits.is_empty() {
+        points
+            .iter()
+            .map(|p| (p.t.as_secs_f64(), f64::from(p.limit)))
+            .collect()
+    } else {
+        limits.iter().map(|&(t, v)| (t.as_secs_f64(), v)).collect()
+    };
     let iops: Vec<(f64, f64)> = points
         .iter()
         .map(|p| (p.t.as_secs_f64(), p.iops / 1e3))
@@ -255,11 +266,18 @@ mod tests {
     fn writes_png_and_svg() {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("a").join("plot.png");
-        write_plot(&png, "test", &points(), Some(Duration::from_secs(5))).unwrap();
+        write_plot(&png, "test", &points(), &[], Some(Duration::from_secs(5))).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         let svg = dir.path().join("plot.SVG");
-        write_plot(&svg, "test", &points(), None).unwrap();
+        write_plot(
+            &svg,
+            "test",
+            &points(),
+            &[(Duration::ZERO, 4.0), (Duration::from_secs(11), 8.0)],
+            None,
+        )
+        .unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("<svg"), "{}", &s[..s.len().min(200)]);
         if ensure_font().is_some() {
@@ -276,6 +294,7 @@ mod tests {
                 root,
                 "no text",
                 &points(),
+                &[],
                 Some(Duration::from_secs(1)),
                 false,
             )
@@ -286,6 +305,7 @@ mod tests {
         write_plot(
             &dir.path().join("empty.svg"),
             "empty",
+            &[],
             &[],
             Some(Duration::ZERO),
         )

@@ -104,6 +104,7 @@ pub fn run(
         report.limit_series
     };
     result.converge = converge_time(&series);
+    result.limit_series = series;
     Ok((result, report.notes))
 }
 
@@ -204,5 +205,7 @@ mod tests {
         .unwrap();
         assert_eq!(r.timeline.len(), 10);
         assert_eq!(r.converge, Some(Duration::from_millis(50)));
+        // Without a driver series, the limit series is the timeline's.
+        assert_eq!(r.limit_series.len(), 10);
     }
 }

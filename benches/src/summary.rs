@@ -109,6 +109,9 @@ pub struct RunResult {
     pub ring_lines: Vec<RingLine>,
     /// Limit/IOPS/P99 over time.
     pub timeline: Vec<TimelinePoint>,
+    /// The in-flight limit (sum over rings) at every controller tick: what
+    /// the time to converge is computed on, and the plot's limit line.
+    pub limit_series: Vec<(Duration, f64)>,
 }
 
 /// The `--json` document.
@@ -356,6 +359,7 @@ mod tests {
                 limit: 60,
                 p99_ns: 900_000,
             }],
+            limit_series: vec![(Duration::from_millis(10), 60.0)],
         }
     }
 
