@@ -184,7 +184,7 @@ impl EmpiricalProfile {
         for (path, depth) in logs {
             let text = fs::read_to_string(path).map_err(|e| SimError::Io {
                 path: path.clone(),
-                source: e,
+                err: e,
             })?;
             let samples = parse_fio_lat_log(path, &text, unit)?;
             by_depth
@@ -210,14 +210,14 @@ impl EmpiricalProfile {
     ) -> Result<Self, SimError> {
         let rd = fs::read_dir(dir).map_err(|e| SimError::Io {
             path: dir.to_path_buf(),
-            source: e,
+            err: e,
         })?;
         let mut lat = Vec::new();
         let mut clat = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| SimError::Io {
                 path: dir.to_path_buf(),
-                source: e,
+                err: e,
             })?;
             let path = entry.path();
             let name = file_name(&path);

@@ -24,12 +24,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
     /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {err}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, not chained).
+        err: std::io::Error,
     },
     /// A malformed line in an input file.
     #[error("{}:{line}: {msg}", path.display())]
@@ -50,10 +50,10 @@ pub enum SimError {
         what: String,
     },
     /// A controller could not be built.
-    #[error("controller: {0}")]
+    #[error(transparent)]
     Controller(#[from] auraio_controller::ControllerError),
     /// A trace could not be read.
-    #[error("{0}")]
+    #[error(transparent)]
     Trace(#[from] auraio_controller::TraceError),
     /// A plot could not be written.
     #[error("plot {0}")]

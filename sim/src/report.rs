@@ -380,7 +380,7 @@ pub fn write_series(reports: &[ScenarioReport], dir: &Path) -> Result<Vec<PathBu
         let path = dir.join(format!("{}.csv", r.scenario.name));
         std::fs::write(&path, out).map_err(|e| SimError::Io {
             path: path.clone(),
-            source: e,
+            err: e,
         })?;
         paths.push(path);
     }

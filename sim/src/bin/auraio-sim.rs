@@ -75,7 +75,16 @@ fn main() -> ExitCode {
     match real_main() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("auraio-sim: error: {e:#}");
+            // The chain, without causes whose text a message already quotes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg.push_str(": ");
+                    msg.push_str(&c);
+                }
+            }
+            eprintln!("auraio-sim: error: {msg}");
             ExitCode::from(2)
         }
     }
