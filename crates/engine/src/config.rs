@@ -41,6 +41,26 @@ pub enum ReaperMode {
     Never,
 }
 
+/// What a fault injector sees for each completion reaped from a ring.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct FaultPoint {
+    /// Ring index.
+    pub ring: u32,
+    /// The operation.
+    pub op: auraio_ring::OpKind,
+    /// The kernel's result (`>= 0`, or `-errno`).
+    pub result: i32,
+    /// Its measured latency.
+    pub latency_ns: u64,
+}
+
+/// A test hook: sees every completion before it is counted and delivered,
+/// and may replace its result (`Some(-libc::EIO)`, a short count, ...).
+/// Buffers keep what the kernel actually did.
+#[doc(hidden)]
+pub type FaultInjector = Arc<dyn Fn(&FaultPoint) -> Option<i32> + Send + Sync>;
+
 pub(crate) type ControllerFactory = Arc<dyn Fn(usize) -> Box<dyn Controller> + Send + Sync>;
 
 /// Configures and builds an [`Engine`]. Every setting has a default that
@@ -66,6 +86,7 @@ pub struct EngineBuilder {
     pub(crate) reaper: ReaperMode,
     pub(crate) eventfd: bool,
     pub(crate) backend: BackendChoice,
+    pub(crate) fault: Option<FaultInjector>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -88,6 +109,7 @@ impl fmt::Debug for EngineBuilder {
             .field("reaper", &self.reaper)
             .field("eventfd", &self.eventfd)
             .field("backend", &self.backend)
+            .field("fault_injector", &self.fault.is_some())
             .finish()
     }
 }
@@ -121,6 +143,7 @@ impl Default for EngineBuilder {
             reaper: ReaperMode::default(),
             eventfd: false,
             backend: BackendChoice::Auto,
+            fault: None,
         }
     }
 }
@@ -255,6 +278,18 @@ impl EngineBuilder {
     /// [`Engine::stats`] says which backend is active.
     pub fn backend(mut self, choice: BackendChoice) -> Self {
         self.backend = choice;
+        self
+    }
+
+    /// Test hook (fault injection): `f` sees every completion and may
+    /// rewrite its result before it is counted, fed to the controller and
+    /// delivered. Not for production use.
+    #[doc(hidden)]
+    pub fn fault_injector<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&FaultPoint) -> Option<i32> + Send + Sync + 'static,
+    {
+        self.fault = Some(Arc::new(f));
         self
     }
 

@@ -111,8 +111,8 @@ pub use auraio_buffer_pool::{Buffer, BufferPool, IoBuf, IoBufMut, PoolConfig};
 pub use auraio_controller::{Controller, ControllerConfig, ControllerState, Decision, Limits};
 pub use auraio_ring::{BackendChoice, BackendKind, Fd, OpKind, RingKind};
 pub use config::{
-    EngineBuilder, ReaperMode, RingSelection, DEFAULT_INITIAL_IN_FLIGHT, DEFAULT_QUEUE_DEPTH,
-    DEFAULT_TICK,
+    EngineBuilder, FaultInjector, FaultPoint, ReaperMode, RingSelection, DEFAULT_INITIAL_IN_FLIGHT,
+    DEFAULT_QUEUE_DEPTH, DEFAULT_TICK,
 };
 pub use engine::Engine;
 pub use error::{is_shutdown, EngineShutdown, SubmitError};

@@ -451,11 +451,22 @@ impl Shard {
         for c in buf.drain(..) {
             let Completion {
                 token,
-                result,
+                mut result,
                 resources,
                 latency_ns,
                 ..
             } = c;
+            if let Some(f) = &sh.fault {
+                let point = crate::config::FaultPoint {
+                    ring: self.idx,
+                    op: token.info.kind,
+                    result,
+                    latency_ns,
+                };
+                if let Some(r) = f(&point) {
+                    result = r;
+                }
+            }
             let ok = result >= 0;
             let bytes = if ok && token.info.counts_bytes() {
                 result as u64

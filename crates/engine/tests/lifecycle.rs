@@ -750,3 +750,46 @@ fn a_panicking_controller_does_not_stop_the_engine() {
     assert_eq!(n.load(Ordering::SeqCst), 20);
     assert_eq!(e.in_flight_limit(0), Some(6), "last decision kept");
 }
+
+#[test]
+fn injected_faults_reach_the_right_callbacks_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", &pattern(64 * 1024, 5));
+    let f = std::fs::File::open(&p).unwrap();
+    let seq = Arc::new(AtomicU32::new(0));
+    let s2 = Arc::clone(&seq);
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(32)
+        .reaper(ReaperMode::Never)
+        // Every read that returned a full 1 KiB is turned into EIO.
+        .fault_injector(move |pt| {
+            s2.fetch_add(1, Ordering::SeqCst);
+            (pt.op == auraio_engine::OpKind::Read && pt.result == 1024).then_some(-libc::EIO)
+        })
+        .build()
+        .unwrap();
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..64u64 {
+        let o = Arc::clone(&outcomes);
+        // 1 KiB reads, except every 4th is 512 B (not rewritten).
+        let len = if i % 4 == 3 { 512 } else { 1024 };
+        e.read(&f, Vec::with_capacity(len), i * 1024, move |r, _| {
+            o.lock().unwrap().push((i, r.map_err(|e| e.raw_os_error())));
+        })
+        .unwrap();
+    }
+    e.run_until_idle().unwrap();
+    let mut got = outcomes.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got.len(), 64, "each callback once");
+    for (i, r) in got {
+        if i % 4 == 3 {
+            assert_eq!(r, Ok(512), "op {i}");
+        } else {
+            assert_eq!(r, Err(Some(libc::EIO)), "op {i}");
+        }
+    }
+    assert_eq!(seq.load(Ordering::SeqCst), 64);
+    assert_eq!(e.stats().total.errors, 48);
+}
