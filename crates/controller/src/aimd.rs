@@ -103,8 +103,8 @@ pub struct AimdConfig {
     /// often shows no throughput change until the limit grows. A re-probe
     /// that finds nothing returns to the phase it left.
     pub reprobe_ms: u64,
-    /// A re-probe's first step grows the limit by this fraction (then slow
-    /// start continues if throughput follows), keeping the excursion small.
+    /// A re-probe grows the limit by this fraction per window (for as long
+    /// as throughput follows), keeping the excursion small.
     pub reprobe_step: f64,
 }
 
@@ -294,7 +294,8 @@ struct Point {
 struct Drain {
     /// Plateau throughput to hold.
     x_ref: f64,
-    /// Last limit that held it.
+    /// Last limit that held it clearly (within half the tolerance): where
+    /// the walk ends up when throughput finally falls.
     last_good: u32,
     /// Throughput of a first window that dipped below the tolerance at the
     /// current limit (a second window confirms or clears it).
@@ -648,7 +649,7 @@ impl Aimd {
                 self.reached_top(top);
                 return;
             }
-            let factor = if self.points.len() == 1 && self.resume.is_some() {
+            let factor = if self.resume.is_some() {
                 1.0 + self.cfg.reprobe_step
             } else {
                 self.cfg.slow_start_factor
@@ -780,9 +781,10 @@ impl Aimd {
                 return;
             }
             self.cut_by(self.cfg.probe_down_factor);
+            let clear = x >= dr.x_ref * (1.0 - self.cfg.probe_down_tolerance / 2.0);
             self.drain = Some(Drain {
                 x_ref: dr.x_ref,
-                last_good: old,
+                last_good: if clear { old } else { dr.last_good },
                 doubt: None,
             });
             self.reason = format!(
