@@ -37,7 +37,12 @@ enum Cmd {
 }
 
 /// Crates that carry loom models (`#[cfg(loom)]` tests).
-const LOOM_CRATES: &[&str] = &["auraio-buffer-pool", "auraio-controller", "auraio-ring"];
+const LOOM_CRATES: &[&str] = &[
+    "auraio-buffer-pool",
+    "auraio-controller",
+    "auraio-ring",
+    "auraio-engine",
+];
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
