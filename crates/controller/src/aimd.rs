@@ -138,7 +138,7 @@ impl Default for AimdConfig {
             max_batch_fraction: 0.25,
             probe_down: true,
             probe_down_factor: 0.95,
-            probe_down_tolerance: 0.05,
+            probe_down_tolerance: 0.04,
             guard_ticks: 10,
             reprobe_ms: 2_000,
             reprobe_step: 0.10,
@@ -294,8 +294,7 @@ struct Point {
 struct Drain {
     /// Plateau throughput to hold.
     x_ref: f64,
-    /// Last limit that held it clearly (within half the tolerance): where
-    /// the walk ends up when throughput finally falls.
+    /// Last limit that held it: where the walk ends when throughput falls.
     last_good: u32,
     /// Throughput of a first window that dipped below the tolerance at the
     /// current limit (a second window confirms or clears it).
@@ -781,10 +780,9 @@ impl Aimd {
                 return;
             }
             self.cut_by(self.cfg.probe_down_factor);
-            let clear = x >= dr.x_ref * (1.0 - self.cfg.probe_down_tolerance / 2.0);
             self.drain = Some(Drain {
                 x_ref: dr.x_ref,
-                last_good: if clear { old } else { dr.last_good },
+                last_good: old,
                 doubt: None,
             });
             self.reason = format!(
