@@ -1781,6 +1781,33 @@ mod tests {
     }
 
     #[test]
+    fn one_stalled_tick_is_not_congestion_but_a_sustained_rise_is() {
+        let mut d = Driver::new(AimdConfig::default(), limits());
+        d.until(AimdPhase::Steady, 200, knee64);
+        let l = d.c.current().in_flight_limit;
+        for _ in 0..30 {
+            d.step(knee64);
+        }
+        // One tick where 1.5 % of the ops took 3 ms (a device stall): that
+        // tick's own P99 is 3 ms > 10 x 100 µs, the guard window's is not.
+        let stalled = |t, l: u32| {
+            let mut s = knee64(t, l);
+            let n = s.completions;
+            s.latency = HistogramSnapshot::default();
+            s.latency.record_n(100_000, n - n * 3 / 200);
+            s.latency.record_n(3_000_000, n * 3 / 200);
+            s
+        };
+        assert!(stalled(0, l).latency.p99_ns() > d.c.latency_threshold_ns());
+        d.step(stalled);
+        assert_ne!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+        assert!(d.c.current().in_flight_limit >= l);
+        // Every op slow from now on: backoff on the first such tick.
+        d.step(|t, l| win(t, 6000, 3_000, l, 100));
+        assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+    }
+
+    #[test]
     fn hinge_finds_the_knee_and_ignores_noise() {
         let pts: Vec<Point> = (56..72)
             .map(|l| Point {
