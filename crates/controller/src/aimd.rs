@@ -1,10 +1,12 @@
 //! [`Aimd`]: the default policy — additive increase of the in-flight limit
 //! while throughput still grows with it, multiplicative decrease on latency.
 //!
-//! Phases: `baseline → probing → (plateau) settling → steady → converged`,
-//! and `backoff → settling → probing` on a latency violation. See
-//! `docs/controllers.md` for the full description, the reasoning behind each
-//! rule and the known failure modes.
+//! Phases: `baseline → probing → (plateau, refined by probing down)
+//! settling → steady → converged`, `backoff → settling → probing` on a
+//! latency violation (judged over a short window of recent ticks), and a
+//! periodic `+10 %` re-probe from steady/converged that returns where it left
+//! when it finds nothing. See `docs/controllers.md` for the full description,
+//! the reasoning behind each rule, the constants and the known failure modes.
 
 use crate::controller::{clamp_batch, Controller, Limits};
 use crate::histogram::{percentile_of, HistogramSnapshot, NUM_BUCKETS};
