@@ -35,7 +35,8 @@ pub struct Criteria {
     pub max_overshoot: Option<f64>,
     /// P99 in each evaluation window ÷ the best fixed depth's P99.
     pub max_p99_ratio: Option<f64>,
-    /// Limit decreases of more than 5 % in one tick, whole run.
+    /// Limit drops of more than 5 % below both previous ticks' limits,
+    /// whole run (see [`metrics::backoffs`]).
     pub max_backoffs: Option<u32>,
     /// Open loop: highest limit ÷ highest in-flight peak in the evaluation
     /// windows.
@@ -592,7 +593,8 @@ pub struct RunMetrics {
     pub cov: f64,
     /// Segment 0 overshoot (fraction).
     pub overshoot: Option<f64>,
-    /// Limit drops > 5 % in one tick, whole run.
+    /// Limit drops of more than 5 % below both previous ticks' limits,
+    /// whole run.
     pub backoffs: u32,
     /// Highest limit ÷ highest in-flight peak over the evaluation windows.
     pub limit_over_peak: f64,
@@ -672,7 +674,7 @@ pub fn judge(sc: &Scenario, best: &[Option<BestFixed>], r: &RunResult) -> RunMet
     let react_never = out
         .iter()
         .skip(1)
-        .any(|s| s.best_depth.is_some() && s.converge_s.is_none());
+        .any(|s| s.best_depth.is_some() && s.react_s.is_none());
     let max_limit = out.iter().map(|s| s.max_limit).max().unwrap_or(0);
     let max_peak = out.iter().map(|s| s.peak_in_flight).max().unwrap_or(0);
     let limit_ratio = out
@@ -811,6 +813,104 @@ fn failures(c: &Criteria, m: &RunMetrics) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runner::{TickPoint, WindowStats};
+
+    fn fake_run(sc: &Scenario, limit_at: impl Fn(f64) -> u32) -> RunResult {
+        let n = (sc.duration_s / 0.01).round() as usize;
+        let ticks: Vec<TickPoint> = (1..=n)
+            .map(|i| {
+                let t = i as f64 * 0.01;
+                TickPoint {
+                    t_s: t,
+                    limit: limit_at(t),
+                    batch: 8,
+                    iops: 1000.0,
+                    p50_us: 100.0,
+                    p99_us: 200.0,
+                    p99_plot_us: 200.0,
+                    in_flight_avg: 10.0,
+                    in_flight_peak: limit_at(t),
+                    backlog: 1,
+                    phase: "steady".into(),
+                }
+            })
+            .collect();
+        let windows = sc
+            .segments()
+            .iter()
+            .map(|s| {
+                let mut latency = auraio_controller::HistogramSnapshot::default();
+                latency.record(200_000);
+                WindowStats {
+                    from_s: s.eval.0,
+                    to_s: s.eval.1,
+                    completions: 1000,
+                    latency,
+                    ticks: 100,
+                    seconds: 1.0,
+                }
+            })
+            .collect();
+        RunResult {
+            controller: "fake".into(),
+            ticks,
+            windows,
+            completions: 0,
+            enter_calls: 1,
+            sqes: 1,
+            events: 0,
+        }
+    }
+
+    fn best(depth: u32) -> Option<BestFixed> {
+        Some(BestFixed {
+            depth,
+            max_iops: 1000.0,
+            p99_us: 200.0,
+            p50_us: 100.0,
+            points: vec![],
+        })
+    }
+
+    #[test]
+    fn judge_reaction_and_convergence() {
+        let sc = builtin("nvme-capacity-halves").unwrap();
+        let b = vec![best(72), best(36)];
+        // Reaches 72 at 0.5 s, then 40 (within ±25 % of 36) 1 s after the step.
+        let good = fake_run(&sc, |t| {
+            if t < 0.5 {
+                16
+            } else if t < 6.0 {
+                72
+            } else {
+                40
+            }
+        });
+        let m = judge(&sc, &b, &good);
+        assert!(
+            (m.converge_s.unwrap() - 0.5).abs() < 0.011,
+            "{:?}",
+            m.converge_s
+        );
+        assert!((m.react_s.unwrap() - 1.0).abs() < 0.011, "{:?}", m.react_s);
+        assert!(!m.react_never);
+        assert!(m.failures.is_empty(), "{:?}", m.failures);
+        // Stays at 72 after the step: never reacts, and the band fails.
+        let stuck = fake_run(&sc, |t| if t < 0.5 { 16 } else { 72 });
+        let m = judge(&sc, &b, &stuck);
+        assert!(m.react_never);
+        assert!(
+            m.failures.iter().any(|f| f.contains("reaction")),
+            "{:?}",
+            m.failures
+        );
+        assert!(
+            m.failures.iter().any(|f| f.contains("mean limit")),
+            "{:?}",
+            m.failures
+        );
+        assert!((m.limit_ratio.unwrap() - 2.0).abs() < 1e-9);
+    }
 
     #[test]
     fn every_builtin_exists_and_segments_cover_the_run() {
