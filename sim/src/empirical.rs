@@ -64,6 +64,9 @@ impl DepthLevel {
 
     /// The `u`-quantile latency (u in [0, 1]), ns.
     pub fn quantile(&self, u: f64) -> f64 {
+        if self.table.is_empty() {
+            return self.mean_ns;
+        }
         let pos = u.clamp(0.0, 1.0) * (self.table.len() - 1) as f64;
         let lo = pos.floor() as usize;
         let hi = (lo + 1).min(self.table.len() - 1);
@@ -97,8 +100,9 @@ impl EmpiricalProfile {
     /// Latency (ns) of an op arriving at depth `depth` for uniform draw `u`.
     pub fn latency_ns(&self, depth: f64, u: f64) -> f64 {
         let levels = &self.levels;
-        let first = &levels[0];
-        let last = &levels[levels.len() - 1];
+        let (Some(first), Some(last)) = (levels.first(), levels.last()) else {
+            return 0.0;
+        };
         if depth <= first.depth {
             return first.quantile(u);
         }

@@ -216,6 +216,9 @@ pub struct RunResult {
 /// poll, this long after the push, unless a full batch flushed them first.
 pub const APP_FLUSH_NS: u64 = 5_000;
 
+/// Longest simulated run, s (one day).
+pub const MAX_DURATION_S: f64 = 86_400.0;
+
 /// Completions a plotted P99 rests on at least (see [`TickPoint::p99_plot_us`]).
 pub const PLOT_MIN_COMPLETIONS: u64 = 100;
 
@@ -278,6 +281,13 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
     if spec.tick_ms == 0 {
         return Err(SimError::Config("tick_ms must be at least 1".into()));
     }
+    if !(spec.duration_s.is_finite() && spec.duration_s > 0.0 && spec.duration_s <= MAX_DURATION_S)
+    {
+        return Err(SimError::Config(format!(
+            "duration must be in (0, {MAX_DURATION_S}] s, got {}",
+            spec.duration_s
+        )));
+    }
     let mut ctrl = config.build(spec.limits)?;
     if let Some(c) = spec.p99_ceiling {
         ctrl.set_p99_ceiling(c);
@@ -333,7 +343,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
     // Start: the application submits its first ops at t = 0.
     r.round();
 
-    let mut ticks = Vec::with_capacity((end / tick_ns) as usize + 1);
+    let mut ticks = Vec::with_capacity(((end / tick_ns) as usize + 1).min(1 << 20));
     let mut windows: Vec<WindowStats> = spec
         .windows
         .iter()

@@ -327,3 +327,30 @@ fn fast_scenario_runs_are_judged() {
     assert_eq!(json["scenarios"][0]["name"], "sata");
     assert_eq!(json["scenarios"][0]["segments"][0]["best"]["depth"], best);
 }
+
+#[test]
+fn bad_run_specs_are_errors_not_panics() {
+    let cfg = ControllerConfig::default();
+    let mut s = spec("nvme", 0.0, 1);
+    assert!(matches!(runner::run(&s, &cfg), Err(SimError::Config(_))));
+    s.duration_s = f64::NAN;
+    assert!(runner::run(&s, &cfg).is_err());
+    s = spec("nvme", 0.1, 1);
+    s.tick_ms = 0;
+    assert!(runner::run(&s, &cfg).is_err());
+    s = spec("nvme", 0.1, 1);
+    if let DeviceSpec::Model(p) = &mut s.device {
+        p.units = 0;
+    }
+    assert!(runner::run(&s, &cfg).is_err());
+    // An invalid controller config is reported too.
+    let s = spec("nvme", 0.1, 1);
+    assert!(runner::run(
+        &s,
+        &ControllerConfig::Fixed {
+            in_flight: 0,
+            batch: 1
+        }
+    )
+    .is_err());
+}
