@@ -9,6 +9,7 @@ use std::time::Duration;
 use auraio_controller::{Controller, ControllerConfig};
 use auraio_ring::BackendChoice;
 
+pub use crate::fault::{Fault, FaultInjector, FaultPlan, FaultPoint, FaultStats};
 use crate::Engine;
 
 /// How a submission picks its ring (per call, unless the [`Engine`] handle
@@ -41,26 +42,6 @@ pub enum ReaperMode {
     Never,
 }
 
-/// What a fault injector sees for each completion reaped from a ring.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug)]
-pub struct FaultPoint {
-    /// Ring index.
-    pub ring: u32,
-    /// The operation.
-    pub op: auraio_ring::OpKind,
-    /// The kernel's result (`>= 0`, or `-errno`).
-    pub result: i32,
-    /// Its measured latency.
-    pub latency_ns: u64,
-}
-
-/// A test hook: sees every completion before it is counted and delivered,
-/// and may replace its result (`Some(-libc::EIO)`, a short count, ...).
-/// Buffers keep what the kernel actually did.
-#[doc(hidden)]
-pub type FaultInjector = Arc<dyn Fn(&FaultPoint) -> Option<i32> + Send + Sync>;
-
 pub(crate) type ControllerFactory = Arc<dyn Fn(usize) -> Box<dyn Controller> + Send + Sync>;
 
 /// Configures and builds an [`Engine`]. Every setting has a default that
@@ -87,6 +68,7 @@ pub struct EngineBuilder {
     pub(crate) eventfd: bool,
     pub(crate) backend: BackendChoice,
     pub(crate) fault: Option<FaultInjector>,
+    pub(crate) fault_plan: Option<FaultPlan>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -110,6 +92,7 @@ impl fmt::Debug for EngineBuilder {
             .field("eventfd", &self.eventfd)
             .field("backend", &self.backend)
             .field("fault_injector", &self.fault.is_some())
+            .field("fault_plan", &self.fault_plan)
             .finish()
     }
 }
@@ -144,6 +127,7 @@ impl Default for EngineBuilder {
             eventfd: false,
             backend: BackendChoice::Auto,
             fault: None,
+            fault_plan: None,
         }
     }
 }
@@ -283,13 +267,43 @@ impl EngineBuilder {
 
     /// Test hook (fault injection): `f` sees every completion and may
     /// rewrite its result before it is counted, fed to the controller and
-    /// delivered. Not for production use.
+    /// delivered. Not for production use. Shorthand for
+    /// [`fault_hook`](Self::fault_hook) with results only.
     #[doc(hidden)]
     pub fn fault_injector<F>(mut self, f: F) -> Self
     where
         F: Fn(&FaultPoint) -> Option<i32> + Send + Sync + 'static,
     {
+        self.fault = Some(Arc::new(move |pt: &FaultPoint| Fault {
+            result: f(pt),
+            delay: None,
+        }));
+        self
+    }
+
+    /// Test hook (fault injection): `f` sees every completion and may
+    /// rewrite its result and/or hold it back for a while (see the
+    /// `fault` module docs: a held op keeps counting against the in-flight
+    /// limit and its latency includes the hold). Replaces a previous
+    /// [`fault_injector`](Self::fault_injector). Applied after a
+    /// [`fault_plan`](Self::fault_plan), overriding what it set. Runs under
+    /// the ring's lock when a completion is reaped: keep it quick and never
+    /// call the engine from it.
+    #[doc(hidden)]
+    pub fn fault_hook<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&FaultPoint) -> Fault + Send + Sync + 'static,
+    {
         self.fault = Some(Arc::new(f));
+        self
+    }
+
+    /// Test hook (fault injection): a seeded plan injecting errors, short
+    /// reads/writes and delays into a chosen fraction of ops; keep a clone
+    /// to switch faults on and off while the engine runs.
+    #[doc(hidden)]
+    pub fn fault_plan(mut self, plan: FaultPlan) -> Self {
+        self.fault_plan = Some(plan);
         self
     }
 

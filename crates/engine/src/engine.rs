@@ -19,7 +19,7 @@ use crate::config::{EngineBuilder, ReaperMode, RingSelection};
 use crate::error::{shutdown_error, SubmitError};
 use crate::future::OpFuture;
 use crate::op_state::{Deliver, OpCtl, OpHandle, OpInfo, Target};
-use crate::request::{clone_error, fail_op, AsIoFd, BufResult, FixedFile, Request};
+use crate::request::{check_op, clone_error, fail_op, AsIoFd, BufResult, FixedFile, Request};
 use crate::shard::{Shard, Work};
 
 /// How long a background reaper blocks in the kernel before re-checking for
@@ -60,6 +60,9 @@ pub(crate) struct Shared {
     trace: Option<Mutex<TraceSink>>,
     trace_io_every: u32,
     pub(crate) fault: Option<crate::config::FaultInjector>,
+    pub(crate) fault_plan: Option<crate::config::FaultPlan>,
+    /// Completions seen by the fault hook/plan (their `FaultPoint::seq`).
+    fault_seq: AtomicU64,
     trace_errors: AtomicU64,
     panic_reported: AtomicBool,
     tick_panic_reported: AtomicBool,
@@ -120,6 +123,41 @@ impl Shared {
                 self.trace_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// True when a fault hook or plan is configured (tests only).
+    pub(crate) fn has_faults(&self) -> bool {
+        self.fault.is_some() || self.fault_plan.is_some()
+    }
+
+    /// The fault to apply to one completion (`None`: no fault injection
+    /// configured, the normal case).
+    pub(crate) fn fault_for(
+        &self,
+        ring: u32,
+        info: &OpInfo,
+        result: i32,
+        latency_ns: u64,
+    ) -> Option<crate::config::Fault> {
+        if !self.has_faults() {
+            return None;
+        }
+        let point = crate::config::FaultPoint {
+            ring,
+            op: info.kind,
+            result,
+            latency_ns,
+            seq: self.fault_seq.fetch_add(1, Ordering::Relaxed),
+            len: info.len,
+        };
+        let mut f = crate::config::Fault::none();
+        if let Some(p) = &self.fault_plan {
+            f = p.decide(&point);
+        }
+        if let Some(hook) = &self.fault {
+            f = f.or(hook(&point));
+        }
+        Some(f)
     }
 
     pub(crate) fn report_panic(&self, ring: u32, msg: &str) {
@@ -219,7 +257,12 @@ fn reaper_loop(sh: Arc<Shared>, idx: usize) {
         if sh.closed.load(Ordering::Acquire) {
             break;
         }
-        if shard.waiter.wait(1, Some(REAPER_WAIT)).is_err() {
+        // Completions held back by fault injection are delivered by a poll
+        // once due: do not sleep past that.
+        let slice = shard.held_due_in().map_or(REAPER_WAIT, |d| {
+            d.clamp(Duration::from_micros(50), REAPER_WAIT)
+        });
+        if shard.waiter.wait(1, Some(slice)).is_err() {
             thread::sleep(Duration::from_millis(1));
         }
     }
@@ -419,6 +462,8 @@ impl Engine {
             trace,
             trace_io_every: b.trace_io_every,
             fault: b.fault.clone(),
+            fault_plan: b.fault_plan.clone(),
+            fault_seq: AtomicU64::new(0),
             trace_errors: AtomicU64::new(0),
             panic_reported: AtomicBool::new(false),
             tick_panic_reported: AtomicBool::new(false),
@@ -546,6 +591,12 @@ impl Engine {
                 submit_ns: 0,
                 in_flight_at_submit: 0,
                 traced: shard.sample_io(self.sh().trace_io_every),
+                shortened: false,
+                fixed_buf: matches!(
+                    op,
+                    auraio_ring::Op::ReadFixed { .. } | auraio_ring::Op::WriteFixed { .. }
+                ),
+                fixed_file: crate::request::uses_fixed_file(op),
             },
         }
     }
@@ -562,7 +613,7 @@ impl Engine {
             timeout,
             conv,
         } = req;
-        if let Some(e) = pre_error {
+        if let Some(e) = pre_error.or_else(|| check_op(&op)) {
             return Err(SubmitError::new(clone_error(&e), fail_op(op, conv, e)));
         }
         let sh = self.sh();
@@ -573,7 +624,12 @@ impl Engine {
         let idx = self.pick();
         let shard = &sh.rings[idx];
         let ctl = OpCtl::new(idx as u32, sh.id());
-        let target = self.target(shard, &ctl, deliver(conv), &op);
+        let (op, shortened) = match &sh.fault_plan {
+            Some(p) => p.maybe_shorten(op),
+            None => (op, false),
+        };
+        let mut target = self.target(shard, &ctl, deliver(conv), &op);
+        target.info.shortened = shortened;
         shard.pending.fetch_add(1, Ordering::Relaxed);
         match shard.submit(
             sh,
@@ -589,6 +645,11 @@ impl Engine {
                 let op = match work {
                     Work::Single { op, .. } => op,
                     Work::Linked { first, .. } => first.0,
+                };
+                let op = if shortened {
+                    crate::fault::unshorten_op(op)
+                } else {
+                    op
                 };
                 let out = fail_op(op, conv, clone_error(&e));
                 Err(SubmitError::new(e, out))
@@ -610,6 +671,9 @@ impl Engine {
         };
         if let Some(e) = first.pre_error.as_ref().or(second.pre_error.as_ref()) {
             let e = clone_error(e);
+            return Err(fail(first, second, e));
+        }
+        if let Some(e) = check_op(&first.op).or_else(|| check_op(&second.op)) {
             return Err(fail(first, second, e));
         }
         if first.timeout.is_some() || second.timeout.is_some() {
@@ -1084,6 +1148,12 @@ impl Engine {
                 }
                 None => WAIT_SLICE,
             };
+            // Completions held back by fault injection are delivered by a
+            // poll once due: do not block past that.
+            let remaining = match rings.iter().filter_map(|s| s.held_due_in()).min() {
+                Some(d) => remaining.min(d.max(Duration::from_micros(50))),
+                None => remaining,
+            };
             let mut busy = rings
                 .iter()
                 .filter(|s| s.in_flight.load(Ordering::Relaxed) > 0);
@@ -1179,8 +1249,22 @@ impl Engine {
 
     // ----- registration ---------------------------------------------------------
 
+    /// Locks every ring (in index order) for an operation that must apply
+    /// to all of them or none.
+    fn lock_all(&self) -> io::Result<Vec<MutexGuard<'_, crate::shard::Core>>> {
+        let guards: Vec<_> = self.sh().rings.iter().map(|s| s.lock()).collect();
+        if guards.iter().any(|g| g.closed) {
+            return Err(shutdown_error());
+        }
+        Ok(guards)
+    }
+
     /// Registers buffers with every ring for [`read_fixed`](Self::read_fixed)
     /// / [`write_fixed`](Self::write_fixed) (index = position in `iovecs`).
+    ///
+    /// All rings or none: if one ring refuses (e.g. `EBUSY`, buffers already
+    /// registered), those already registered are unregistered again.
+    /// An empty `iovecs` is an `InvalidInput` error.
     ///
     /// # Safety
     /// The memory described by `iovecs` must stay valid until
@@ -1188,28 +1272,81 @@ impl Engine {
     /// dropped, and must only be accessed through owned buffers passed to
     /// fixed ops while an op uses it.
     pub unsafe fn register_buffers(&self, iovecs: &[libc::iovec]) -> io::Result<()> {
-        for shard in &self.sh().rings {
+        if iovecs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "register_buffers needs at least one buffer",
+            ));
+        }
+        let mut guards = self.lock_all()?;
+        for i in 0..guards.len() {
             // SAFETY: forwarded from this function's contract.
-            shard.with_ring(|r| unsafe { r.register_buffers(iovecs) })?;
+            if let Err(e) = unsafe { guards[i].ring.register_buffers(iovecs) } {
+                for g in guards.iter_mut().take(i) {
+                    let _ = g.ring.unregister_buffers();
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
 
     /// Unregisters the buffers of every ring.
+    ///
+    /// Refused with `ResourceBusy` (`EBUSY`), changing nothing, while any
+    /// accepted op that uses a registered buffer has not completed: drain
+    /// them first (older kernels would block here until they complete, and
+    /// the ops' buffers must stay registered while the kernel uses them).
     pub fn unregister_buffers(&self) -> io::Result<()> {
-        for shard in &self.sh().rings {
-            shard.with_ring(|r| r.unregister_buffers())?;
+        let mut guards = self.lock_all()?;
+        let busy: u64 = self
+            .sh()
+            .rings
+            .iter()
+            .map(|s| s.fixed_bufs.load(Ordering::Relaxed))
+            .sum();
+        if busy > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{busy} operation(s) using registered buffers are still pending; \
+                     wait for them before unregistering"
+                ),
+            ));
         }
-        Ok(())
+        let mut first_err = None;
+        for g in guards.iter_mut() {
+            if let Err(e) = g.ring.unregister_buffers() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Registers `fds` with every ring; use the returned [`FixedFile`]s as
     /// the target of any op. The files must stay open while registered.
+    /// All rings or none (as [`register_buffers`](Self::register_buffers));
+    /// an empty `fds` is an `InvalidInput` error.
     pub fn register_files(&self, fds: &[RawFd]) -> io::Result<Vec<FixedFile>> {
-        for shard in &self.sh().rings {
-            shard.with_ring(|r| r.register_files(fds))?;
+        if fds.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "register_files needs at least one file (use -1 for an empty slot)",
+            ));
         }
-        Ok((0..fds.len() as u32).map(FixedFile).collect())
+        let n = u32::try_from(fds.len()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "too many files to register")
+        })?;
+        let mut guards = self.lock_all()?;
+        for i in 0..guards.len() {
+            if let Err(e) = guards[i].ring.register_files(fds) {
+                for g in guards.iter_mut().take(i) {
+                    let _ = g.ring.unregister_files();
+                }
+                return Err(e);
+            }
+        }
+        Ok((0..n).map(FixedFile).collect())
     }
 
     /// Replaces registered file `file` with `fd` (-1 clears the slot).
@@ -1232,12 +1369,33 @@ impl Engine {
         }
     }
 
-    /// Unregisters the files of every ring.
+    /// Unregisters the files of every ring. Refused with `ResourceBusy`,
+    /// changing nothing, while any accepted op on a registered file has not
+    /// completed (as [`unregister_buffers`](Self::unregister_buffers)).
     pub fn unregister_files(&self) -> io::Result<()> {
-        for shard in &self.sh().rings {
-            shard.with_ring(|r| r.unregister_files())?;
+        let mut guards = self.lock_all()?;
+        let busy: u64 = self
+            .sh()
+            .rings
+            .iter()
+            .map(|s| s.fixed_files.load(Ordering::Relaxed))
+            .sum();
+        if busy > 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::ResourceBusy,
+                format!(
+                    "{busy} operation(s) on registered files are still pending; \
+                     wait for them before unregistering"
+                ),
+            ));
         }
-        Ok(())
+        let mut first_err = None;
+        for g in guards.iter_mut() {
+            if let Err(e) = g.ring.unregister_files() {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
     }
 
     // ----- runtime knobs --------------------------------------------------------

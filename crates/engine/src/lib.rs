@@ -97,6 +97,7 @@
 mod config;
 mod engine;
 mod error;
+mod fault;
 mod future;
 mod op_state;
 mod request;
@@ -111,8 +112,8 @@ pub use auraio_buffer_pool::{Buffer, BufferPool, IoBuf, IoBufMut, PoolConfig};
 pub use auraio_controller::{Controller, ControllerConfig, ControllerState, Decision, Limits};
 pub use auraio_ring::{BackendChoice, BackendKind, Fd, OpKind, RingKind};
 pub use config::{
-    EngineBuilder, FaultInjector, FaultPoint, ReaperMode, RingSelection, DEFAULT_INITIAL_IN_FLIGHT,
-    DEFAULT_QUEUE_DEPTH, DEFAULT_TICK,
+    EngineBuilder, Fault, FaultInjector, FaultPlan, FaultPoint, FaultStats, ReaperMode,
+    RingSelection, DEFAULT_INITIAL_IN_FLIGHT, DEFAULT_QUEUE_DEPTH, DEFAULT_TICK,
 };
 pub use engine::Engine;
 pub use error::{is_shutdown, EngineShutdown, SubmitError};

@@ -59,6 +59,9 @@ fn future_target(ctl: &Arc<OpCtl>) -> Target {
             submit_ns: 0,
             in_flight_at_submit: 0,
             traced: false,
+            shortened: false,
+            fixed_buf: false,
+            fixed_file: false,
         },
     }
 }

@@ -125,6 +125,13 @@ pub(crate) struct OpInfo {
     pub(crate) submit_ns: u64,
     pub(crate) in_flight_at_submit: u32,
     pub(crate) traced: bool,
+    /// A fault plan submitted it shorter than asked (its buffer is wrapped
+    /// and unwrapped again in [`Target::finish`]).
+    pub(crate) shortened: bool,
+    /// It uses a registered buffer (read_fixed / write_fixed).
+    pub(crate) fixed_buf: bool,
+    /// It targets a registered file.
+    pub(crate) fixed_file: bool,
 }
 
 impl OpInfo {
@@ -159,6 +166,11 @@ impl Target {
     /// Delivers the completion: exactly once, since `self` is consumed.
     /// Must be called with no engine lock held (callbacks may re-enter).
     pub(crate) fn finish(self, result: io::Result<u32>, resources: Resources) -> Finish {
+        let resources = if self.info.shortened {
+            crate::fault::unshorten_resources(resources)
+        } else {
+            resources
+        };
         match self.deliver {
             Deliver::Callback(f) => {
                 self.ctl.set_phase(Phase::Done);

@@ -148,6 +148,57 @@ pub(crate) fn op_into_resources(op: Op) -> Resources {
     }
 }
 
+/// Largest file position Linux accepts (`loff_t` is an `i64`).
+const MAX_POS: u64 = i64::MAX as u64;
+
+/// Checks what the engine can check before the kernel sees the op: file
+/// positions must fit Linux's signed `loff_t`. An offset above `i64::MAX`
+/// would reach the kernel as a negative position (`u64::MAX` even means
+/// "the current file position" to io_uring), so it is refused here with
+/// `InvalidInput` instead.
+pub(crate) fn check_op(op: &Op) -> Option<io::Error> {
+    let range = |what: &str, offset: u64, len: u64| {
+        let end = offset.checked_add(len);
+        (offset > MAX_POS || end.is_none_or(|e| e > MAX_POS)).then(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{what}: offset {offset} + length {len} is beyond i64::MAX, \
+                     the largest file position Linux accepts"
+                ),
+            )
+        })
+    };
+    match op {
+        Op::Read { offset, .. }
+        | Op::Write { offset, .. }
+        | Op::Readv { offset, .. }
+        | Op::Writev { offset, .. }
+        | Op::ReadFixed { offset, .. }
+        | Op::WriteFixed { offset, .. } => range(op.kind().name(), *offset, op.len()),
+        Op::Fallocate { offset, len, .. } => range("fallocate", *offset, *len),
+        Op::Ftruncate { len, .. } => range("ftruncate", *len, 0),
+        _ => None,
+    }
+}
+
+/// Whether `op` targets a registered file.
+pub(crate) fn uses_fixed_file(op: &Op) -> bool {
+    match op {
+        Op::Read { fd, .. }
+        | Op::Write { fd, .. }
+        | Op::Readv { fd, .. }
+        | Op::Writev { fd, .. }
+        | Op::Fsync { fd, .. }
+        | Op::Fallocate { fd, .. }
+        | Op::Ftruncate { fd, .. }
+        | Op::Close { fd }
+        | Op::ReadFixed { fd, .. }
+        | Op::WriteFixed { fd, .. } => matches!(fd, Fd::Fixed(_)),
+        _ => false,
+    }
+}
+
 /// A best-effort copy of an `io::Error` (kind, errno and message).
 pub(crate) fn clone_error(e: &io::Error) -> io::Error {
     match e.raw_os_error() {

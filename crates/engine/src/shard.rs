@@ -6,7 +6,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auraio_controller::{Controller, ControllerState, Decision, IoMeter, Limits, Sample};
 use auraio_ring::{
@@ -33,6 +33,18 @@ pub(crate) enum Work {
 }
 
 impl Work {
+    /// (ops using registered buffers, ops targeting registered files).
+    fn fixed_uses(&self) -> (u64, u64) {
+        let one = |t: &Target| (u64::from(t.info.fixed_buf), u64::from(t.info.fixed_file));
+        match self {
+            Work::Single { target, .. } => one(target),
+            Work::Linked { first, second } => {
+                let (a, b) = (one(&first.1), one(&second.1));
+                (a.0 + b.0, a.1 + b.1)
+            }
+        }
+    }
+
     fn contains(&self, ctl: &Arc<OpCtl>) -> bool {
         match self {
             Work::Single { target, .. } => Arc::ptr_eq(&target.ctl, ctl),
@@ -72,6 +84,24 @@ pub(crate) struct Failed {
     pub(crate) target: Target,
     pub(crate) result: io::Result<u32>,
     pub(crate) resources: Resources,
+}
+
+/// A completion held back by a fault hook (see the `fault` module).
+struct HeldOne {
+    due: Instant,
+    since: Instant,
+    target: Target,
+    result: i32,
+    resources: Resources,
+    latency_ns: u64,
+}
+
+/// Completions held back by fault injection, delivered when due.
+#[derive(Default)]
+struct HeldQueue {
+    items: Vec<HeldOne>,
+    /// Set at shutdown: nothing is held any more, all is delivered at once.
+    closed: bool,
 }
 
 enum PushErr {
@@ -128,6 +158,14 @@ pub(crate) struct Shard {
     pub(crate) bytes: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) panics: AtomicU64,
+    /// Accepted ops (not yet delivered) that use registered buffers.
+    pub(crate) fixed_bufs: AtomicU64,
+    /// Accepted ops (not yet delivered) that target registered files.
+    pub(crate) fixed_files: AtomicU64,
+    held: Mutex<HeldQueue>,
+    /// `held.items.len()`, readable without the lock; counts against the
+    /// in-flight limit.
+    held_len: AtomicU32,
     pub(crate) ring_stats: Mutex<RingStats>,
     io_seq: AtomicU64,
     pub(crate) ctl: Mutex<CtlBox>,
@@ -195,6 +233,10 @@ impl Shard {
             bytes: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             panics: AtomicU64::new(0),
+            fixed_bufs: AtomicU64::new(0),
+            fixed_files: AtomicU64::new(0),
+            held: Mutex::new(HeldQueue::default()),
+            held_len: AtomicU32::new(0),
             ring_stats: Mutex::new(last_stats),
             io_seq: AtomicU64::new(0),
             ctl: Mutex::new(CtlBox { controller, limits }),
@@ -221,6 +263,12 @@ impl Shard {
                 .is_multiple_of(u64::from(every))
     }
 
+    /// Ops occupying the in-flight budget: in the ring, or held back by
+    /// fault injection (as a slow device would keep them).
+    fn busy(&self, core: &Core) -> u32 {
+        core.ring.in_flight() + self.held_len.load(Relaxed)
+    }
+
     fn mirror(&self, core: &Core) {
         let inf = core.ring.in_flight();
         self.in_flight.store(inf, Relaxed);
@@ -244,8 +292,9 @@ impl Shard {
             if let Some(e) = self.unsupported(&core, &work) {
                 return Err((work, e));
             }
+            let (fixed_bufs, fixed_files) = work.fixed_uses();
             let limit = self.limit.load(Relaxed);
-            if core.backlog.is_empty() && core.ring.in_flight() < limit {
+            if core.backlog.is_empty() && self.busy(&core) < limit {
                 match self.push(sh, &mut core, work) {
                     Ok(()) => {}
                     Err(PushErr::Full(w)) => core.backlog.push_back(w),
@@ -260,6 +309,14 @@ impl Shard {
             } else {
                 core.backlog.push_back(work);
                 self.refill_locked(sh, &mut core, &mut failed);
+            }
+            // Accepted: counted under the ring lock, so a concurrent
+            // unregister (which checks under the same lock) sees it.
+            if fixed_bufs > 0 {
+                self.fixed_bufs.fetch_add(fixed_bufs, Relaxed);
+            }
+            if fixed_files > 0 {
+                self.fixed_files.fetch_add(fixed_files, Relaxed);
             }
             self.mirror(&core);
         }
@@ -397,7 +454,7 @@ impl Shard {
     /// Moves backlog work into the ring while the limit allows.
     fn refill_locked(&self, sh: &Shared, core: &mut Core, failed: &mut Vec<Failed>) {
         let limit = self.limit.load(Relaxed);
-        while core.ring.in_flight() < limit {
+        while self.busy(core) < limit {
             let Some(work) = core.backlog.pop_front() else {
                 break;
             };
@@ -417,12 +474,17 @@ impl Shard {
     pub(crate) fn poll(&self, sh: &Shared, buf: &mut Vec<Completion<Target>>) -> io::Result<usize> {
         buf.clear();
         let mut failed = Vec::new();
+        let mut due = Vec::new();
         let res = {
             let mut core = self.lock();
             if core.closed {
                 return Ok(0);
             }
+            // Held completions that are due free their budget before the
+            // refill below.
+            self.take_held(false, &mut due);
             let res = core.ring.poll(buf);
+            self.apply_faults(sh, buf, true);
             if !core.backlog.is_empty() {
                 self.refill_locked(sh, &mut core, &mut failed);
                 if core.ring.queued() > 0 {
@@ -432,10 +494,78 @@ impl Shard {
             self.mirror(&core);
             res
         };
-        let n = buf.len() + failed.len();
+        let n = buf.len() + failed.len() + due.len();
+        self.deliver_held(sh, due);
         self.deliver_completions(sh, buf);
         self.deliver_failed(sh, failed);
         res.map(|_| n)
+    }
+
+    /// Moves held completions out of the held queue: the due ones, or all
+    /// of them (`all`, at shutdown, which also closes the queue).
+    fn take_held(&self, all: bool, out: &mut Vec<HeldOne>) {
+        if !all && self.held_len.load(Relaxed) == 0 {
+            return;
+        }
+        let mut h = lock(&self.held);
+        if all {
+            h.closed = true;
+            out.append(&mut h.items);
+        } else {
+            let now = Instant::now();
+            let mut i = 0;
+            while i < h.items.len() {
+                if h.items[i].due <= now {
+                    out.push(h.items.swap_remove(i));
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        self.held_len.store(h.items.len() as u32, Relaxed);
+    }
+
+    /// How long until the next held completion is due (`None`: none held).
+    pub(crate) fn held_due_in(&self) -> Option<Duration> {
+        if self.held_len.load(Relaxed) == 0 {
+            return None;
+        }
+        let h = lock(&self.held);
+        let now = Instant::now();
+        h.items
+            .iter()
+            .map(|x| x.due.saturating_duration_since(now))
+            .min()
+    }
+
+    /// Completions held back, delivered now; their latency includes the
+    /// time they were held.
+    fn deliver_held(&self, sh: &Shared, held: Vec<HeldOne>) {
+        for h in held {
+            let extra = u64::try_from(h.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let latency = h.latency_ns.saturating_add(extra);
+            self.deliver_one(sh, h.target, h.result, h.resources, latency);
+        }
+    }
+
+    /// Parks a completion in the held queue until `delay` has passed.
+    /// Gives it back when the queue is closed (shutdown): deliver it now.
+    fn hold(&self, c: Completion<Target>, delay: Duration) -> Option<Completion<Target>> {
+        let mut h = lock(&self.held);
+        if h.closed {
+            return Some(c);
+        }
+        let now = Instant::now();
+        h.items.push(HeldOne {
+            due: now.checked_add(delay).unwrap_or(now),
+            since: now,
+            target: c.token,
+            result: c.result,
+            resources: c.resources,
+            latency_ns: c.latency_ns,
+        });
+        self.held_len.store(h.items.len() as u32, Relaxed);
+        None
     }
 
     /// Flushes queued SQEs to the kernel.
@@ -449,47 +579,70 @@ impl Shard {
 
     pub(crate) fn deliver_completions(&self, sh: &Shared, buf: &mut Vec<Completion<Target>>) {
         for c in buf.drain(..) {
-            let Completion {
-                token,
-                mut result,
-                resources,
-                latency_ns,
-                ..
-            } = c;
-            if let Some(f) = &sh.fault {
-                let point = crate::config::FaultPoint {
-                    ring: self.idx,
-                    op: token.info.kind,
-                    result,
-                    latency_ns,
-                };
-                if let Some(r) = f(&point) {
-                    result = r;
-                }
-            }
-            let ok = result >= 0;
-            let bytes = if ok && token.info.counts_bytes() {
-                result as u64
-            } else {
-                0
-            };
-            self.meter.on_complete(latency_ns, bytes, !ok);
-            self.completions.fetch_add(1, Relaxed);
-            if ok {
-                self.bytes.fetch_add(bytes, Relaxed);
-            } else {
-                self.errors.fetch_add(1, Relaxed);
-            }
-            if token.info.traced {
-                sh.trace_io(self.idx, &token.info, latency_ns, result);
-            }
-            let res = if ok {
-                Ok(result as u32)
-            } else {
-                Err(io::Error::from_raw_os_error(-result))
-            };
-            self.finish(sh, token, res, resources);
+            self.deliver_one(sh, c.token, c.result, c.resources, c.latency_ns);
         }
+    }
+
+    /// Fault injection (tests only), on freshly reaped completions: rewrites
+    /// results in place and, when `hold`, moves the completions to delay
+    /// into the held queue. Called under the ring lock, before the backlog
+    /// refill, so a held op never leaves a gap in the in-flight budget.
+    fn apply_faults(&self, sh: &Shared, buf: &mut Vec<Completion<Target>>, hold: bool) {
+        if !sh.has_faults() || buf.is_empty() {
+            return;
+        }
+        let mut kept = Vec::with_capacity(buf.len());
+        for mut c in buf.drain(..) {
+            let Some(fault) = sh.fault_for(self.idx, &c.token.info, c.result, c.latency_ns) else {
+                kept.push(c);
+                continue;
+            };
+            if let Some(r) = fault.result {
+                c.result = r;
+            }
+            match fault.delay.filter(|d| hold && !d.is_zero()) {
+                Some(d) => {
+                    if let Some(back) = self.hold(c, d) {
+                        kept.push(back);
+                    }
+                }
+                None => kept.push(c),
+            }
+        }
+        *buf = kept;
+    }
+
+    /// Counts one completion, feeds the meter and trace, and delivers it.
+    fn deliver_one(
+        &self,
+        sh: &Shared,
+        token: Target,
+        result: i32,
+        resources: Resources,
+        latency_ns: u64,
+    ) {
+        let ok = result >= 0;
+        let bytes = if ok && token.info.counts_bytes() {
+            result as u64
+        } else {
+            0
+        };
+        self.meter.on_complete(latency_ns, bytes, !ok);
+        self.completions.fetch_add(1, Relaxed);
+        if ok {
+            self.bytes.fetch_add(bytes, Relaxed);
+        } else {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        if token.info.traced {
+            sh.trace_io(self.idx, &token.info, latency_ns, result);
+        }
+        let res = if ok {
+            Ok(result as u32)
+        } else {
+            Err(io::Error::from_raw_os_error(-result))
+        };
+        self.finish(sh, token, res, resources);
     }
 
     pub(crate) fn deliver_failed(&self, sh: &Shared, failed: Vec<Failed>) {
@@ -499,6 +652,13 @@ impl Shard {
     }
 
     fn finish(&self, sh: &Shared, target: Target, result: io::Result<u32>, resources: Resources) {
+        // The kernel is done with the registered resources of this op.
+        if target.info.fixed_buf {
+            self.fixed_bufs.fetch_sub(1, Relaxed);
+        }
+        if target.info.fixed_file {
+            self.fixed_files.fetch_sub(1, Relaxed);
+        }
         let is_future = matches!(target.deliver, crate::op_state::Deliver::Future);
         if is_future {
             // Count it delivered before the waker runs, so a woken task that
@@ -570,7 +730,13 @@ impl Shard {
             self.mirror(&core);
         }
         self.deliver_failed(sh, failed);
+        self.apply_faults(sh, &mut out, false);
         self.deliver_completions(sh, &mut out);
+        // Completions held back by fault injection: all of them, now (the
+        // queue is closed, so none is held again).
+        let mut held = Vec::new();
+        self.take_held(true, &mut held);
+        self.deliver_held(sh, held);
     }
 
     /// One controller tick for this ring.

@@ -8,39 +8,8 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use auraio_engine::{is_shutdown, ControllerConfig, Engine, IoBuf, IoBufMut, ReaperMode, Request};
+use auraio_engine::{is_shutdown, ControllerConfig, Engine, ReaperMode, Request};
 use common::*;
-
-/// A buffer that holds a clone of an `Arc`, so a test can see whether the
-/// engine still owns it (strong count).
-struct Tracked {
-    data: Vec<u8>,
-    _tag: Arc<()>,
-}
-
-// SAFETY: delegates to the inner Vec, whose heap memory is stable.
-unsafe impl IoBuf for Tracked {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
-
-// SAFETY: delegates to the inner Vec.
-unsafe impl IoBufMut for Tracked {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.data.set_init(pos) }
-    }
-}
 
 /// Waits (up to 10 s) for `cond`, which a background thread makes true.
 fn eventually(mut cond: impl FnMut() -> bool, what: &str) {

@@ -7,37 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use auraio_engine::{Engine, IoBuf, IoBufMut, ReaperMode};
+use auraio_engine::{Engine, ReaperMode};
 use common::*;
-
-struct Tracked {
-    data: Vec<u8>,
-    _tag: Arc<()>,
-}
-
-// SAFETY: delegates to the inner Vec (stable heap memory).
-unsafe impl IoBuf for Tracked {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
-
-// SAFETY: delegates to the inner Vec.
-unsafe impl IoBufMut for Tracked {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.data.set_init(pos) }
-    }
-}
 
 #[test]
 fn cancels_drops_and_shutdown_race_completions() {

@@ -7,7 +7,9 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use auraio_engine::{Engine, ReaperMode};
+use auraio_engine::{Engine, IoBuf, IoBufMut, ReaperMode};
+
+pub mod mixed;
 
 /// Deterministic file content: byte `i` is a function of `i`.
 pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -61,4 +63,79 @@ pub fn drive_until(engine: &Engine, mut done: impl FnMut() -> bool, what: &str) 
         );
         engine.wait(Some(Duration::from_millis(50))).unwrap();
     }
+}
+
+/// A buffer that holds a clone of an `Arc`, so a test can see whether the
+/// engine still owns it (strong count).
+pub struct Tracked {
+    pub data: Vec<u8>,
+    pub _tag: std::sync::Arc<()>,
+}
+
+impl Tracked {
+    /// `data`, tagged with a clone of `tag`.
+    pub fn new(data: Vec<u8>, tag: &std::sync::Arc<()>) -> Self {
+        Tracked {
+            data,
+            _tag: std::sync::Arc::clone(tag),
+        }
+    }
+}
+
+// SAFETY: delegates to the inner Vec, whose heap memory is stable.
+unsafe impl IoBuf for Tracked {
+    fn stable_ptr(&self) -> *const u8 {
+        self.data.stable_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.data.bytes_init()
+    }
+    fn bytes_total(&self) -> usize {
+        self.data.bytes_total()
+    }
+}
+
+// SAFETY: delegates to the inner Vec.
+unsafe impl IoBufMut for Tracked {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.data.stable_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        // SAFETY: forwarded contract.
+        unsafe { self.data.set_init(pos) }
+    }
+}
+
+/// xorshift64*: a tiny deterministic generator for test workloads.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `[0, n)` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// True with probability `pct` percent.
+    pub fn pct(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+/// Drives `fut` to completion on the current thread.
+pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    futures::executor::block_on(fut)
 }
