@@ -103,15 +103,10 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
-/// criterion draws its HTML plots with plotters, which needs a registered
-/// font: register one, or skip the plots when the machine has none.
+/// criterion is built without its plotters backend (see the workspace
+/// Cargo.toml), so no font is needed and no plots are drawn.
 fn config() -> Criterion {
-    let c = Criterion::default();
-    if auraio_bench::plot::ensure_font().is_some() {
-        c
-    } else {
-        c.without_plots()
-    }
+    Criterion::default()
 }
 
 criterion_group! {
