@@ -199,8 +199,12 @@ pub(crate) fn uses_fixed_file(op: &Op) -> bool {
     }
 }
 
-/// A best-effort copy of an `io::Error` (kind, errno and message).
+/// A best-effort copy of an `io::Error` (kind, errno and message; a
+/// shutdown error stays recognisable by [`is_shutdown`](crate::is_shutdown)).
 pub(crate) fn clone_error(e: &io::Error) -> io::Error {
+    if crate::error::is_shutdown(e) {
+        return crate::error::shutdown_error();
+    }
     match e.raw_os_error() {
         Some(errno) => io::Error::from_raw_os_error(errno),
         None => io::Error::new(e.kind(), e.to_string()),

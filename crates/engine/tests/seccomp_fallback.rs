@@ -1,14 +1,17 @@
 //! The real fallback, end to end: a child process denies `io_uring_setup`
 //! with a seccomp filter (as Docker's default profile does); then a
 //! zero-config `Engine::new()` must come up on the blocking backend, say so
-//! in its stats, and run a verified workload through both faces.
+//! in its stats, and run a verified workload through both faces, and the
+//! mixed stress workload (`common/mixed.rs`: reads and writes from several
+//! threads, cancels, timeouts, dropped futures, shutdown mid-stream, file
+//! contents verified) on an `Auto` engine that fell back.
 
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use auraio_engine::{BackendKind, Engine};
+use auraio_engine::{BackendKind, Engine, ReaperMode};
 use auraio_ring::testing;
 use common::*;
 
@@ -78,5 +81,21 @@ fn seccomp_child_runs_the_engine_on_the_fallback() {
     assert_eq!(st.total.completions, 2 * N + 1);
     assert_eq!(st.total.errors, 0);
     drop(e);
+
+    // The mixed stress workload on the fallback.
+    let e = Engine::builder()
+        .rings(2)
+        .queue_depth(64)
+        .tick_interval(std::time::Duration::from_millis(2))
+        .reaper(ReaperMode::Auto)
+        .build()
+        .expect("Auto falls back");
+    assert_eq!(e.stats().backend, "blocking");
+    let rep = common::mixed::run_mixed(
+        e,
+        &dir.path().join("mixed.dat"),
+        &common::mixed::MixedConfig::ci(4, 3000),
+    );
+    assert!(rep.ok_reads > 0 && rep.ok_writes > 0, "{rep:?}");
     println!("{MARKER}");
 }
