@@ -56,7 +56,21 @@
 //!   [`is_shutdown`] recognises. Futures still alive resolve.
 //! - **Callbacks** never run under an engine lock, so they may submit more
 //!   I/O. A panicking callback is caught, counted
-//!   ([`RingStatsSnapshot::callback_panics`]) and reported once on stderr.
+//!   ([`RingStatsSnapshot::callback_panics`]) and reported once on stderr;
+//!   its buffer is dropped.
+//! - **Short transfers are reported, never retried**: like io_uring (and
+//!   `pread`/`pwrite`) a read or write may move fewer bytes than asked; the
+//!   result is the real count (a read sets the buffer's initialised length
+//!   to it) and submitting the rest is the caller's job. Zero-length
+//!   transfers complete with `Ok(0)`.
+//! - **Bad input** is refused at submit with a clear error and the buffers
+//!   back: file positions (offset + length) beyond `i64::MAX` are
+//!   `InvalidInput` and never reach the kernel; registering zero buffers or
+//!   files is `InvalidInput`; unregistering while ops that use registered
+//!   buffers/files are pending is `ResourceBusy`. A future polled again
+//!   after it resolved returns `Pending` ([`futures::future::FusedFuture`]).
+//!
+//! `docs/reliability.md` lists the test behind each guarantee.
 //!
 //! # Backends
 //!

@@ -259,6 +259,11 @@ fn dir_fd(dir: Option<BorrowedFd<'_>>) -> RawFd {
 
 impl<B: IoBufMut> Request<BufResult<B>> {
     /// Read up to `buf.bytes_total()` bytes at `offset` into `buf`.
+    ///
+    /// `offset + len` must fit in an `i64` (Linux's `loff_t`), else the
+    /// submission fails with `InvalidInput`. Offsets are always explicit
+    /// (io_uring's "current position" is not used); for pipes and sockets
+    /// pass 0.
     pub fn read(fd: &(impl AsIoFd + ?Sized), buf: B, offset: u64) -> Self {
         Request::new(
             Op::Read {
