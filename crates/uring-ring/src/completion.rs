@@ -18,7 +18,23 @@ pub struct Completion<T> {
     pub result: i32,
     /// Whatever the op owned, handed back (buffers with init length set).
     pub resources: Resources,
-    /// Monotonic nanoseconds from `submit` to the reap of this completion.
+    /// Monotonic nanoseconds from the hand-off of the op to the kernel to
+    /// the reap of this completion.
+    ///
+    /// The start is the `io_uring_enter` that submitted the op's SQE, read
+    /// once per enter: every op in that batch shares it, and the time an op
+    /// spent queued in the ring waiting for the batch to fill (before
+    /// [`flush`](crate::Ring::flush), `poll`, `wait` or the batch threshold
+    /// handed it over) is *not* included. With SQPOLL the start is the push
+    /// of the SQE, since the kernel's poller may take it at once. The end is
+    /// read once per reap: every completion moved out of the CQ together
+    /// (by one `poll`, or one wake-up inside `wait`) shares it, and it is
+    /// taken after the CQEs became visible, so the value is never shorter
+    /// than the op's time in the kernel. An op completed without reaching
+    /// the kernel reports 0.
+    ///
+    /// The [blocking backend](crate::blocking) measures from its hand-off
+    /// to the worker pool to the end of the worker's syscall.
     pub latency_ns: u64,
 }
 

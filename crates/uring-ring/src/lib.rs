@@ -10,7 +10,9 @@
 //!   or on [`Ring::flush`] / [`Ring::poll`] / [`Ring::wait`].
 //! - Every op produces exactly one [`Completion`]: token, result, the
 //!   resources it owned (a read's buffer has its init length set to the
-//!   result) and the submit-to-reap latency.
+//!   result) and its latency, from the hand-off to the kernel (one clock
+//!   read per `io_uring_enter` that submits) to the reap (one clock read per
+//!   batch reaped); see [`Completion::latency_ns`].
 //! - The SQE's `user_data` is the [`SlotId`]: slot index plus a generation,
 //!   so a stale CQE can never complete the op that reuses a slot.
 //! - At most [`Ring::capacity`] ops are in flight, and the ring's own

@@ -138,6 +138,7 @@ impl OpKind {
         }
     }
 
+    #[inline]
     pub(crate) fn bit(self) -> u32 {
         1 << (self as u32)
     }
@@ -290,6 +291,7 @@ impl Op {
     }
 
     /// The kind of this operation.
+    #[inline]
     pub fn kind(&self) -> OpKind {
         match self {
             Op::Nop => OpKind::Nop,
@@ -325,6 +327,7 @@ impl Op {
     }
 
     /// Checks what can be checked before the kernel sees it.
+    #[inline]
     pub(crate) fn validate(&self) -> Result<(), &'static str> {
         const TOO_BIG: &str = "buffer larger than u32::MAX bytes";
         let fits = |n: usize| u32::try_from(n).is_ok();
@@ -346,6 +349,7 @@ impl Op {
     /// will touch into a [`Held`] that the slot keeps until the CQE.
     ///
     /// Call [`validate`](Self::validate) first.
+    #[inline]
     pub(crate) fn into_sqe(self) -> (squeue::Entry, Held) {
         macro_rules! with_fd {
             ($fd:expr, |$f:ident| $body:expr) => {

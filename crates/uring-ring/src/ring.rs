@@ -25,6 +25,10 @@ const UD_CANCEL: u64 = INTERNAL | 2;
 /// `user_data` of wake-up NOPs ([`Ring::notify`]).
 const UD_NOTIFY: u64 = INTERNAL | 3;
 
+/// `submit_ns` of an op whose SQE has not been handed to the kernel yet
+/// (a completion from that state reports a latency of 0).
+const NOT_SUBMITTED: u64 = u64::MAX;
+
 /// How long [`Ring::drain_for_shutdown`] waits for cancelled ops.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -44,6 +48,7 @@ enum CancelState {
 struct InFlight<T> {
     token: T,
     held: Held,
+    /// When the op's SQE was handed to the kernel ([`NOT_SUBMITTED`] before).
     submit_ns: u64,
     /// A link timeout's timespec (read by the kernel when it preps the SQE).
     timeout: Option<Box<types::Timespec>>,
@@ -80,6 +85,11 @@ pub struct Ring<T> {
     internal: u32,
     /// SQEs pushed but not yet handed to the kernel.
     queued: u32,
+    /// `user_data` of every SQE pushed but not yet consumed by the kernel,
+    /// in SQ order (normal rings only; `queued` long). The enter that hands
+    /// them over stamps their ops' `submit_ns` with one clock read.
+    /// Allocated once with room for the whole SQ, so it never grows.
+    unstamped: Vec<u64>,
     batch_threshold: u32,
     ext_arg: bool,
     /// Whether `IORING_REGISTER_SYNC_CANCEL` may work (cleared on EINVAL).
@@ -166,6 +176,7 @@ impl<T> Ring<T> {
             cq_entries,
             internal: 0,
             queued: 0,
+            unstamped: Vec::with_capacity(sq_entries as usize),
             batch_threshold: cfg.batch_threshold.clamp(1, sq_entries),
             ext_arg,
             sync_cancel_ok: true,
@@ -277,13 +288,14 @@ impl<T> Ring<T> {
         if let Err(kind) = self.check_op(&op).and_then(|()| self.admit(1, 1, 1)) {
             return Err(SubmitError::new(kind, op, token));
         }
-        let id = match self.take_slot(token) {
-            Ok(id) => id,
-            Err(token) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
+        let (id, sqe) = match self.occupy(op, token, None) {
+            Ok(x) => x,
+            Err((op, token)) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
         };
-        let sqe = self.fill_slot(id, op, None);
-        self.push_or_unwind(&[sqe], &[id]);
-        self.after_push(1);
+        if self.push_or_unwind(&[sqe], &[id]) {
+            self.note_pushed(&[id.as_u64()]);
+        }
+        self.after_push();
         Ok(id)
     }
 
@@ -325,8 +337,10 @@ impl<T> Ring<T> {
         };
         let sqe1 = self.fill_slot(id1, op1, None).flags(squeue::Flags::IO_LINK);
         let sqe2 = self.fill_slot(id2, op2, None);
-        self.push_or_unwind(&[sqe1, sqe2], &[id1, id2]);
-        self.after_push(2);
+        if self.push_or_unwind(&[sqe1, sqe2], &[id1, id2]) {
+            self.note_pushed(&[id1.as_u64(), id2.as_u64()]);
+        }
+        self.after_push();
         Ok((id1, id2))
     }
 
@@ -350,26 +364,26 @@ impl<T> Ring<T> {
         if let Err(kind) = checked {
             return Err(SubmitError::new(kind, op, token));
         }
-        let id = match self.take_slot(token) {
-            Ok(id) => id,
-            Err(token) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
-        };
         let ts = Box::new(
             types::Timespec::new()
                 .sec(timeout.as_secs())
                 .nsec(timeout.subsec_nanos()),
         );
+        // The box's heap address stays put when the box moves into the slot.
         let ts_ptr: *const types::Timespec = &*ts;
-        let sqe1 = self
-            .fill_slot(id, op, Some(ts))
-            .flags(squeue::Flags::IO_LINK);
+        let (id, sqe1) = match self.occupy(op, token, Some(ts)) {
+            Ok(x) => x,
+            Err((op, token)) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
+        };
+        let sqe1 = sqe1.flags(squeue::Flags::IO_LINK);
         let sqe2 = opcode::LinkTimeout::new(ts_ptr)
             .build()
             .user_data(UD_TIMEOUT);
         if self.push_or_unwind(&[sqe1, sqe2], &[id]) {
             self.internal += 1;
+            self.note_pushed(&[id.as_u64(), UD_TIMEOUT]);
         }
-        self.after_push(2);
+        self.after_push();
         Ok(id)
     }
 
@@ -415,7 +429,7 @@ impl<T> Ring<T> {
         let sqe = opcode::Nop::new().build().user_data(UD_NOTIFY);
         if self.push(&[sqe]) {
             self.internal += 1;
-            self.queued += 1;
+            self.note_pushed(&[UD_NOTIFY]);
         }
         self.submit_pending(false).map(|_| ())
     }
@@ -630,6 +644,11 @@ impl<T> Ring<T> {
     }
 
     fn ensure_sq_room(&mut self, n: u32) -> bool {
+        // Without SQPOLL only our own `io_uring_enter` consumes SQEs, so the
+        // SQ holds exactly the `queued` ones: no need to read its head.
+        if self.kind == RingKind::Normal && self.sq_entries - self.queued >= n {
+            return true;
+        }
         for _ in 0..RETRIES {
             {
                 let sq = self.ring.submission();
@@ -653,16 +672,40 @@ impl<T> Ring<T> {
     }
 
     fn take_slot(&mut self, token: T) -> Result<SlotId, T> {
-        let submit_ns = self.now_ns();
         self.slots
             .insert(InFlight {
                 token,
                 held: Held::None,
-                submit_ns,
+                submit_ns: NOT_SUBMITTED,
                 timeout: None,
                 cancel: CancelState::None,
             })
             .map_err(|f| f.token)
+    }
+
+    /// Takes a slot for `op` and returns its SQE (`user_data` set): one
+    /// slot-table access. Op and token come back if no slot is free.
+    fn occupy(
+        &mut self,
+        op: Op,
+        token: T,
+        timeout: Option<Box<types::Timespec>>,
+    ) -> Result<(SlotId, squeue::Entry), (Op, T)> {
+        let slot = self.slots.insert_mut(InFlight {
+            token,
+            held: Held::None,
+            submit_ns: NOT_SUBMITTED,
+            timeout,
+            cancel: CancelState::None,
+        });
+        match slot {
+            Ok((id, f)) => {
+                let (sqe, held) = op.into_sqe();
+                f.held = held;
+                Ok((id, sqe.user_data(id.as_u64())))
+            }
+            Err(f) => Err((op, f.token)),
+        }
     }
 
     fn untake_slot(&mut self, id: SlotId) -> T {
@@ -704,7 +747,6 @@ impl<T> Ring<T> {
             return true;
         }
         debug_assert!(false, "SQ room vanished between admit and push");
-        let now = self.now_ns();
         for id in ids {
             if let Some(f) = self.slots.remove(*id) {
                 self.ready.push_back(Completion {
@@ -712,15 +754,49 @@ impl<T> Ring<T> {
                     slot: *id,
                     result: -libc::EAGAIN,
                     resources: f.held.into_resources(-libc::EAGAIN),
-                    latency_ns: now.saturating_sub(f.submit_ns),
+                    // Never reached the kernel.
+                    latency_ns: 0,
                 });
             }
         }
         false
     }
 
-    fn after_push(&mut self, sqes: u32) {
-        self.queued += sqes;
+    /// Books SQEs just pushed (their `user_data`s, in SQ order). Normal
+    /// rings stamp their ops when an enter hands them over; with SQPOLL the
+    /// poller may take them as soon as they are pushed, so they are stamped
+    /// now.
+    fn note_pushed(&mut self, uds: &[u64]) {
+        self.queued += uds.len() as u32;
+        if self.kind == RingKind::SqPoll {
+            let now = self.now_ns();
+            for &ud in uds {
+                if let Some(f) = SlotId::from_u64(ud).and_then(|id| self.slots.get_mut(id)) {
+                    f.submit_ns = now;
+                }
+            }
+        } else {
+            self.unstamped.extend_from_slice(uds);
+        }
+    }
+
+    /// Stamps the ops of the first `consumed` unstamped SQEs (just taken by
+    /// the kernel) with `now` and forgets those SQEs.
+    fn stamp_handed_off(&mut self, consumed: u32, now: u64) {
+        let n = (consumed as usize).min(self.unstamped.len());
+        for &ud in &self.unstamped[..n] {
+            if let Some(f) = SlotId::from_u64(ud).and_then(|id| self.slots.get_mut(id)) {
+                f.submit_ns = now;
+            }
+        }
+        if n == self.unstamped.len() {
+            self.unstamped.clear();
+        } else {
+            self.unstamped.drain(..n);
+        }
+    }
+
+    fn after_push(&mut self) {
         if self.queued >= self.batch_threshold {
             // Errors leave the SQEs queued; flush/poll/wait report them.
             let _ = self.submit_pending(false);
@@ -758,7 +834,7 @@ impl<T> Ring<T> {
             }
             self.deferred_cancels.pop();
             self.internal += 1;
-            self.queued += 1;
+            self.note_pushed(&[UD_CANCEL]);
             pushed += 1;
             if let Some(f) = self.slots.get_mut(id) {
                 f.cancel = CancelState::Issued;
@@ -841,6 +917,9 @@ impl<T> Ring<T> {
             )
             .map(|_| ())
         } else {
+            debug_assert_eq!(self.unstamped.len(), to_submit as usize);
+            // The hand-off moment: one clock read for every SQE it takes.
+            let handed_off_ns = if to_submit > 0 { self.now_ns() } else { 0 };
             self.stats.enter_calls += 1;
             let res = waiter::enter(
                 self.ring.as_raw_fd(),
@@ -855,6 +934,7 @@ impl<T> Ring<T> {
             self.stats.sqes_submitted += u64::from(consumed);
             if consumed > 0 {
                 self.stats.submit_calls += 1;
+                self.stamp_handed_off(consumed, handed_off_ns);
             }
             res.map(|_| ())
         }
@@ -906,10 +986,18 @@ impl<T> Ring<T> {
 
     /// Moves every CQE out of the CQ: user ones into `out`, internal ones
     /// just release their budget. Returns the number of user completions.
+    ///
+    /// One clock read per call that finds CQEs: every completion reaped
+    /// together gets the same reap time.
     fn reap_cq(&mut self, out: &mut Vec<Completion<T>>) -> usize {
-        let now = self.epoch.elapsed().as_nanos() as u64;
-        let mut n = 0;
         let mut cq = self.ring.completion();
+        if cq.is_empty() {
+            return 0;
+        }
+        // Read after the CQ tail was loaded: no CQE seen here is younger.
+        let now = self.epoch.elapsed().as_nanos() as u64;
+        out.reserve(cq.len());
+        let mut n = 0;
         for cqe in &mut cq {
             let ud = cqe.user_data();
             let result = cqe.result();

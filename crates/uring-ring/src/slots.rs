@@ -108,6 +108,18 @@ impl<E> SlotTable<E> {
         Ok(SlotId::new(index, entry.generation))
     }
 
+    /// [`insert`](Self::insert) that also lends the stored value, so the
+    /// caller can finish filling it without a second lookup.
+    pub(crate) fn insert_mut(&mut self, value: E) -> Result<(SlotId, &mut E), E> {
+        let Some(index) = self.free.pop() else {
+            return Err(value);
+        };
+        let entry = &mut self.entries[index as usize];
+        debug_assert!(entry.value.is_none(), "free slot holds a value");
+        let id = SlotId::new(index, entry.generation);
+        Ok((id, entry.value.insert(value)))
+    }
+
     /// The live value for `id`, or `None` if the slot is free or was reused.
     pub(crate) fn get(&self, id: SlotId) -> Option<&E> {
         let entry = self.entries.get(id.index() as usize)?;

@@ -555,6 +555,39 @@ fn latency_covers_submit_to_done_and_eventfd_signals() {
 }
 
 #[test]
+fn latency_starts_at_the_hand_off_to_the_pool() {
+    let mut r: BlockingRing<()> = BlockingRing::new(&RingConfig {
+        sq_entries: 8,
+        batch_threshold: 8,
+        ..Default::default()
+    })
+    .unwrap();
+    let (rd, wr) = pipe();
+    r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), ()).unwrap();
+    assert_eq!(r.queued(), 1, "below the threshold the op waits locally");
+    std::thread::sleep(Duration::from_millis(20));
+    let t_flush = Instant::now();
+    assert_eq!(r.flush().unwrap(), 1);
+    std::thread::sleep(Duration::from_millis(30));
+    write_all(&wr, b"late");
+    let mut out = Vec::new();
+    assert_eq!(
+        r.wait(1, Some(Duration::from_secs(10)), &mut out).unwrap(),
+        1
+    );
+    let since_flush = t_flush.elapsed().as_nanos() as u64;
+    assert_eq!(out[0].result, 4);
+    // The syscall could not return before the write, 30 ms after the
+    // hand-off; the 20 ms queued before the hand-off are not counted.
+    assert!(out[0].latency_ns >= 30_000_000, "{} ns", out[0].latency_ns);
+    assert!(
+        out[0].latency_ns <= since_flush,
+        "{} ns > {since_flush} ns",
+        out[0].latency_ns
+    );
+}
+
+#[test]
 fn sizes_and_threshold_mirror_the_ring() {
     let r: BlockingRing<()> = BlockingRing::new(&RingConfig {
         sq_entries: 64,

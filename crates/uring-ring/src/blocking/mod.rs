@@ -25,8 +25,12 @@
 //!
 //! # Differences from io_uring
 //!
-//! - `latency_ns` runs from submit to the moment the worker's syscall
-//!   returned (io_uring: to the reap); the reaper's own delay is excluded.
+//! - `latency_ns` runs from the hand-off of the op to the pool (as with
+//!   io_uring: one timestamp per hand-off, shared by every op in it; time
+//!   spent queued locally waiting for the batch is excluded) to the moment
+//!   the worker's syscall returned (io_uring: to the reap), so the reaper's
+//!   own delay is excluded too. An op cancelled before its hand-off reports
+//!   0.
 //! - [`cancel`](BlockingRing::cancel) of an op that has not started
 //!   completes it with `-ECANCELED` at once; an op whose syscall is already
 //!   running cannot be interrupted and completes with its own result.
@@ -78,6 +82,8 @@ pub const MAX_WORKERS: u32 = 256;
 /// The caller's side of an op in flight.
 struct Entry<T> {
     token: T,
+    /// When the op was handed to the pool; `u64::MAX` before (a completion
+    /// from that state reports a latency of 0).
     submit_ns: u64,
 }
 
@@ -518,9 +524,11 @@ impl<T> BlockingRing<T> {
     }
 
     fn take_slot(&mut self, token: T) -> Result<SlotId, T> {
-        let submit_ns = self.now_ns();
         self.slots
-            .insert(Entry { token, submit_ns })
+            .insert(Entry {
+                token,
+                submit_ns: u64::MAX,
+            })
             .map_err(|e| e.token)
     }
 
@@ -591,6 +599,9 @@ impl<T> BlockingRing<T> {
         let (wake, spawn, start_timer) = {
             let mut st = self.shared.lock();
             for job in self.pending.drain(..) {
+                if let Some(e) = self.slots.get_mut(job.id) {
+                    e.submit_ns = now;
+                }
                 timers |= job.deadline_ns.is_some();
                 if let Err(job) = st.enqueue(job) {
                     // Unreachable (the slot table hands out each index
