@@ -402,7 +402,7 @@ impl Op {
                 );
                 let (ptr, n) = (iov.as_ptr(), iov.len() as u32);
                 let sqe = with_fd!(fd, |f| opcode::Readv::new(f, ptr, n).offset(offset).build());
-                (sqe, Held::Readv(bufs, iov))
+                (sqe, Held::Readv(Box::new((bufs, iov))))
             }
             Op::Writev { fd, bufs, offset } => {
                 let iov = IovecArray::new(
@@ -417,7 +417,7 @@ impl Op {
                 let sqe = with_fd!(fd, |f| opcode::Writev::new(f, ptr, n)
                     .offset(offset)
                     .build());
-                (sqe, Held::Writev(bufs, iov))
+                (sqe, Held::Writev(Box::new((bufs, iov))))
             }
             Op::Fsync { fd, datasync } => {
                 let flags = if datasync {
@@ -461,7 +461,7 @@ impl Op {
                 .flags(flags)
                 .mask(mask)
                 .build();
-                (sqe, Held::Statx(out, path))
+                (sqe, Held::Statx(Box::new((out, path))))
             }
             Op::OpenAt {
                 dirfd,

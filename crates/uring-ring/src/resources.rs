@@ -94,9 +94,11 @@ pub(crate) enum Held {
     None,
     Read(Box<dyn OwnedBuf>),
     Write(Box<dyn OwnedBuf>),
-    Readv(Vec<Box<dyn OwnedBuf>>, IovecArray),
-    Writev(Vec<Box<dyn OwnedBuf>>, IovecArray),
-    Statx(Box<libc::statx>, CString),
+    // The rare, large variants are boxed so that `Held` (and with it every
+    // slot and every move of one) stays small on the read/write/nop path.
+    Readv(Box<(Vec<Box<dyn OwnedBuf>>, IovecArray)>),
+    Writev(Box<(Vec<Box<dyn OwnedBuf>>, IovecArray)>),
+    Statx(Box<(Box<libc::statx>, CString)>),
     Path(CString),
 }
 
@@ -116,7 +118,8 @@ impl Held {
                 Resources::Buf(b)
             }
             Held::Write(b) => Resources::Buf(b),
-            Held::Readv(mut bufs, _iov) => {
+            Held::Readv(v) => {
+                let (mut bufs, _iov) = *v;
                 let mut left = done;
                 for b in bufs.iter_mut() {
                     let n = left.min(b.bytes_total());
@@ -129,8 +132,8 @@ impl Held {
                 }
                 Resources::Bufs(bufs)
             }
-            Held::Writev(bufs, _iov) => Resources::Bufs(bufs),
-            Held::Statx(s, _path) => Resources::Statx(s),
+            Held::Writev(v) => Resources::Bufs(v.0),
+            Held::Statx(v) => Resources::Statx(v.0),
             Held::Path(p) => Resources::Path(p),
         }
     }
@@ -165,10 +168,22 @@ mod tests {
         b.clear();
         let (ca, cb) = (a.capacity(), b.capacity());
         let iov = IovecArray::new(Vec::new());
-        let r = Held::Readv(vec![Box::new(a), Box::new(b)], iov).into_resources((ca + 1) as i32);
+        let r = Held::Readv(Box::new((vec![Box::new(a), Box::new(b)], iov)))
+            .into_resources((ca + 1) as i32);
         let v: Vec<Vec<u8>> = r.into_bufs().unwrap();
         assert_eq!(v[0].len(), ca);
         assert_eq!(v[1].len(), 1.min(cb));
+    }
+
+    #[test]
+    fn held_stays_small_for_the_hot_path() {
+        // Every slot stores one and every submit/reap moves one: the large,
+        // rare variants are boxed so this stays at a buffer pointer + tag.
+        assert!(
+            std::mem::size_of::<Held>() <= 24,
+            "Held is {} bytes",
+            std::mem::size_of::<Held>()
+        );
     }
 
     #[test]

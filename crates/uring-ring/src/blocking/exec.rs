@@ -144,7 +144,7 @@ pub(crate) fn execute(op: Op, target: Target, pre: Option<i32>) -> (i32, Resourc
                     )
                 },
             );
-            (res, Held::Readv(bufs, IovecArray::new(iov)))
+            (res, Held::Readv(Box::new((bufs, IovecArray::new(iov)))))
         }
         Op::Writev { bufs, offset, .. } => {
             let iov: Vec<libc::iovec> = bufs
@@ -168,7 +168,7 @@ pub(crate) fn execute(op: Op, target: Target, pre: Option<i32>) -> (i32, Resourc
                     )
                 },
             );
-            (res, Held::Writev(bufs, IovecArray::new(iov)))
+            (res, Held::Writev(Box::new((bufs, IovecArray::new(iov)))))
         }
         Op::Fsync { datasync, .. } => {
             let res = fd.map_or_else(
@@ -227,7 +227,7 @@ pub(crate) fn execute(op: Op, target: Target, pre: Option<i32>) -> (i32, Resourc
                     libc::syscall(libc::SYS_statx, dirfd, path.as_ptr(), flags, mask, out) as isize
                 }
             });
-            (res, Held::Statx(st, path))
+            (res, Held::Statx(Box::new((st, path))))
         }
         Op::OpenAt {
             dirfd,

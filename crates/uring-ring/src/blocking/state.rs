@@ -66,12 +66,12 @@ pub(crate) fn held_of(op: Op) -> Held {
         | Op::Close { .. } => Held::None,
         Op::Read { buf, .. } | Op::ReadFixed { buf, .. } => Held::Read(buf),
         Op::Write { buf, .. } | Op::WriteFixed { buf, .. } => Held::Write(buf),
-        Op::Readv { bufs, .. } => Held::Readv(bufs, IovecArray::new(Vec::new())),
-        Op::Writev { bufs, .. } => Held::Writev(bufs, IovecArray::new(Vec::new())),
+        Op::Readv { bufs, .. } => Held::Readv(Box::new((bufs, IovecArray::new(Vec::new())))),
+        Op::Writev { bufs, .. } => Held::Writev(Box::new((bufs, IovecArray::new(Vec::new())))),
         Op::Statx { path, .. } => {
             // SAFETY: `libc::statx` is plain old data; all-zero is valid.
             let st: Box<libc::statx> = Box::new(unsafe { std::mem::zeroed() });
-            Held::Statx(st, path)
+            Held::Statx(Box::new((st, path)))
         }
         Op::OpenAt { path, .. } => Held::Path(path),
     }
