@@ -56,6 +56,18 @@ impl fmt::Debug for SlotId {
     }
 }
 
+/// Stores `value` in a free slot without running drop glue for the `None`
+/// it replaces (a call the compiler cannot elide on the submit path). Were
+/// the slot ever occupied, its old value is leaked, never dropped: it may
+/// own memory the kernel still uses.
+#[inline]
+fn fill_free<E>(slot: &mut Option<E>, value: E) -> Option<&mut E> {
+    let old = slot.replace(value);
+    debug_assert!(old.is_none(), "free slot holds a value");
+    std::mem::forget(old);
+    slot.as_mut()
+}
+
 struct Entry<E> {
     generation: u32,
     value: Option<E>,
@@ -103,8 +115,7 @@ impl<E> SlotTable<E> {
             return Err(value);
         };
         let entry = &mut self.entries[index as usize];
-        debug_assert!(entry.value.is_none(), "free slot holds a value");
-        entry.value = Some(value);
+        fill_free(&mut entry.value, value);
         Ok(SlotId::new(index, entry.generation))
     }
 
@@ -115,9 +126,12 @@ impl<E> SlotTable<E> {
             return Err(value);
         };
         let entry = &mut self.entries[index as usize];
-        debug_assert!(entry.value.is_none(), "free slot holds a value");
         let id = SlotId::new(index, entry.generation);
-        Ok((id, entry.value.insert(value)))
+        match fill_free(&mut entry.value, value) {
+            Some(v) => Ok((id, v)),
+            // `fill_free` just stored `Some`.
+            None => unreachable!("slot filled a moment ago is empty"),
+        }
     }
 
     /// The live value for `id`, or `None` if the slot is free or was reused.
