@@ -452,8 +452,26 @@ impl Shard {
     }
 
     /// Moves backlog work into the ring while the limit allows.
+    ///
+    /// Pushes everything the limit allows first, then submits once if the
+    /// batch threshold was reached: refilling never goes to the kernel in
+    /// threshold-sized pieces. (The SQ's own room is still honoured: a full
+    /// SQ is submitted by the ring as needed.)
     fn refill_locked(&self, sh: &Shared, core: &mut Core, failed: &mut Vec<Failed>) {
         let limit = self.limit.load(Relaxed);
+        if self.busy(core) >= limit || core.backlog.is_empty() {
+            return;
+        }
+        let batch = core.ring.batch_threshold();
+        core.ring.set_batch_threshold(u32::MAX);
+        self.refill_pushes(sh, core, failed, limit);
+        core.ring.set_batch_threshold(batch);
+        if core.ring.queued() >= batch {
+            let _ = core.ring.flush();
+        }
+    }
+
+    fn refill_pushes(&self, sh: &Shared, core: &mut Core, failed: &mut Vec<Failed>, limit: u32) {
         while self.busy(core) < limit {
             let Some(work) = core.backlog.pop_front() else {
                 break;
@@ -578,8 +596,33 @@ impl Shard {
     }
 
     pub(crate) fn deliver_completions(&self, sh: &Shared, buf: &mut Vec<Completion<Target>>) {
+        if buf.is_empty() {
+            return;
+        }
+        // The shard's counters move once per batch, before any callback of
+        // the batch runs (a callback that reads `stats()` sees itself).
+        let (mut bytes, mut errors) = (0u64, 0u64);
+        for c in buf.iter() {
+            if c.result < 0 {
+                errors += 1;
+            } else if c.token.info.counts_bytes() {
+                bytes += c.result as u64;
+            }
+        }
+        self.count_completions(buf.len() as u64, bytes, errors);
         for c in buf.drain(..) {
-            self.deliver_one(sh, c.token, c.result, c.resources, c.latency_ns);
+            self.deliver_counted(sh, c.token, c.result, c.resources, c.latency_ns);
+        }
+    }
+
+    /// Adds a batch of completions to the shard's counters.
+    fn count_completions(&self, completions: u64, bytes: u64, errors: u64) {
+        self.completions.fetch_add(completions, Relaxed);
+        if bytes > 0 {
+            self.bytes.fetch_add(bytes, Relaxed);
+        }
+        if errors > 0 {
+            self.errors.fetch_add(errors, Relaxed);
         }
     }
 
@@ -627,13 +670,27 @@ impl Shard {
         } else {
             0
         };
-        self.meter.on_complete(latency_ns, bytes, !ok);
-        self.completions.fetch_add(1, Relaxed);
-        if ok {
-            self.bytes.fetch_add(bytes, Relaxed);
+        self.count_completions(1, bytes, u64::from(!ok));
+        self.deliver_counted(sh, token, result, resources, latency_ns);
+    }
+
+    /// Feeds the meter and trace and delivers one completion already
+    /// counted in the shard's counters.
+    fn deliver_counted(
+        &self,
+        sh: &Shared,
+        token: Target,
+        result: i32,
+        resources: Resources,
+        latency_ns: u64,
+    ) {
+        let ok = result >= 0;
+        let bytes = if ok && token.info.counts_bytes() {
+            result as u64
         } else {
-            self.errors.fetch_add(1, Relaxed);
-        }
+            0
+        };
+        self.meter.on_complete(latency_ns, bytes, !ok);
         if token.info.traced {
             sh.trace_io(self.idx, &token.info, latency_ns, result);
         }
