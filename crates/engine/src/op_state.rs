@@ -44,18 +44,79 @@ pub(crate) struct OpCtl {
     st: Mutex<CtlState>,
 }
 
+/// Control blocks kept per thread for reuse (see [`OpCtl::recycle`]).
+#[cfg(not(loom))]
+const CTL_CACHE_MAX: usize = 64;
+
+#[cfg(not(loom))]
+thread_local! {
+    static CTL_CACHE: std::cell::RefCell<Vec<Arc<OpCtl>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn fresh_state() -> CtlState {
+    CtlState {
+        phase: Phase::Backlogged,
+        result: None,
+        waker: None,
+        abandoned: false,
+    }
+}
+
 impl OpCtl {
+    /// A control block for a new op: a recycled one from this thread's
+    /// cache when there is one (one allocation less per op), else new.
     pub(crate) fn new(ring: u32, owner: usize) -> Arc<Self> {
+        #[cfg(not(loom))]
+        {
+            let cached = CTL_CACHE
+                .try_with(|c| c.try_borrow_mut().ok().and_then(|mut c| c.pop()))
+                .ok()
+                .flatten();
+            if let Some(mut a) = cached {
+                // Only unique blocks enter the cache, and nothing can have
+                // cloned one since, so this always succeeds.
+                if let Some(m) = Arc::get_mut(&mut a) {
+                    m.ring = ring;
+                    m.owner = owner;
+                    *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
+                    return a;
+                }
+            }
+        }
         Arc::new(OpCtl {
             ring,
             owner,
-            st: Mutex::new(CtlState {
-                phase: Phase::Backlogged,
-                result: None,
-                waker: None,
-                abandoned: false,
-            }),
+            st: Mutex::new(fresh_state()),
         })
+    }
+
+    /// Called with a finished op's control block: if nobody else holds it
+    /// (no [`OpHandle`], no future), it goes to this thread's cache for the
+    /// next [`new`](Self::new) instead of being freed. Nobody can observe a
+    /// reused block as its old op: the old op had no other holder left.
+    pub(crate) fn recycle(mut this: Arc<Self>) {
+        #[cfg(not(loom))]
+        {
+            let Some(m) = Arc::get_mut(&mut this) else {
+                return;
+            };
+            let st = m.st.get_mut().unwrap_or_else(|p| p.into_inner());
+            if st.result.is_some() || st.waker.is_some() {
+                // Not expected for a finished callback op; let it drop
+                // normally rather than reason about what it holds.
+                return;
+            }
+            let _ = CTL_CACHE.try_with(|c| {
+                if let Ok(mut c) = c.try_borrow_mut() {
+                    if c.len() < CTL_CACHE_MAX {
+                        c.push(this);
+                    }
+                }
+            });
+        }
+        #[cfg(loom)]
+        drop(this);
     }
 
     /// Locks the state, ignoring poisoning (no user code runs under it).
@@ -174,12 +235,14 @@ impl Target {
         match self.deliver {
             Deliver::Callback(f) => {
                 self.ctl.set_phase(Phase::Done);
-                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
                     f(result, resources)
                 })) {
                     Ok(()) => Finish::Ok,
                     Err(payload) => Finish::Panicked(panic_message(payload.as_ref())),
-                }
+                };
+                OpCtl::recycle(self.ctl);
+                r
             }
             Deliver::Future => {
                 let mut st = self.ctl.lock();
