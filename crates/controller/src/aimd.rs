@@ -108,6 +108,12 @@ pub struct AimdConfig {
     /// A re-probe grows the limit by this fraction per window (for as long
     /// as throughput follows), keeping the excursion small.
     pub reprobe_step: f64,
+    /// Noisy devices: a PROBING window is judged only once the relative
+    /// standard error of its throughput, from the measured tick-to-tick
+    /// noise, is at most this (more ticks are accumulated until then)…
+    pub probe_window_noise: f64,
+    /// …or once it spans this many ticks, whichever comes first.
+    pub probe_window_max_ticks: u32,
 }
 
 impl Default for AimdConfig {
@@ -144,6 +150,8 @@ impl Default for AimdConfig {
             guard_ticks: 10,
             reprobe_ms: 2_000,
             reprobe_step: 0.10,
+            probe_window_noise: 0.02,
+            probe_window_max_ticks: 10,
         }
     }
 }
@@ -200,6 +208,10 @@ impl AimdConfig {
         if self.guard_ticks == 0 {
             return Err("aimd: guard_ticks must be >= 1".into());
         }
+        frac("probe_window_noise", self.probe_window_noise, 0.0, f64::MAX)?;
+        if self.probe_window_max_ticks == 0 {
+            return Err("aimd: probe_window_max_ticks must be >= 1".into());
+        }
         Ok(())
     }
 
@@ -242,6 +254,10 @@ impl AimdConfig {
         fix!(probe_down_tolerance, 0.0, 1.0);
         if c.guard_ticks == 0 {
             c.guard_ticks = d.guard_ticks;
+        }
+        fix!(probe_window_noise, 0.0, f64::MAX);
+        if c.probe_window_max_ticks == 0 {
+            c.probe_window_max_ticks = d.probe_window_max_ticks;
         }
         c
     }
@@ -289,6 +305,9 @@ struct Point {
     n: f64,
     /// Throughput (completions/s), > 0.
     x: f64,
+    /// Relative standard error of `x` (measured tick noise, at least the
+    /// counting noise 1/√c).
+    se: f64,
 }
 
 /// State of probing down.
@@ -314,6 +333,10 @@ pub const MAX_GUARD_TICKS: usize = 256;
 /// [`MAX_GUARD_TICKS`]). Cleared whenever the limit goes down.
 #[derive(Clone, Debug, Default)]
 struct Guard {
+    /// Set when the limit went down: judge again only once the window
+    /// holds `guard_ticks` ticks at the new limit (one cut per window of
+    /// evidence, so a device stall does not cut the limit tick after tick).
+    after_cut: bool,
     ticks: VecDeque<HistogramSnapshot>,
     /// Running bucket sums of `ticks` (empty or `NUM_BUCKETS` long).
     counts: Vec<u64>,
@@ -349,12 +372,16 @@ impl Guard {
 
     /// The P99 of every tick in the window (the same value as merging them).
     fn p99(&self, min: u64) -> Option<u64> {
+        self.percentile(min, 0.99)
+    }
+
+    fn percentile(&self, min: u64, q: f64) -> Option<u64> {
         if self.completions < min.max(1) {
             return None;
         }
         let lo = self.ticks.iter().map(|t| t.min_ns()).min().unwrap_or(0);
         let hi = self.ticks.iter().map(|t| t.max_ns()).max().unwrap_or(0);
-        Some(percentile_of(&self.counts, self.completions, lo, hi, 0.99))
+        Some(percentile_of(&self.counts, self.completions, lo, hi, q))
     }
 
     fn clear(&mut self) {
@@ -406,6 +433,14 @@ pub struct Aimd {
     reference: Option<(f64, f64)>,
     down_count: u32,
     up_count: u32,
+    /// Measured relative variance of one tick's throughput (EWMA over pairs
+    /// of consecutive ticks at the same limit) and how many pairs fed it.
+    tick_noise: f64,
+    noise_pairs: u32,
+    /// The previous non-idle tick: (limit in force during it, its rate).
+    last_tick: Option<(u32, f64)>,
+    /// Ticks in the window being judged.
+    judged_ticks: u32,
 }
 
 impl Aimd {
@@ -444,6 +479,10 @@ impl Aimd {
             reference: None,
             down_count: 0,
             up_count: 0,
+            tick_noise: 0.0,
+            noise_pairs: 0,
+            last_tick: None,
+            judged_ticks: 1,
             cfg,
         };
         a.batch = a.max_batch().min(a.cfg.target_sqes_per_enter.max(1));
@@ -499,6 +538,7 @@ impl Aimd {
         if self.limit < old {
             // Latency evidence gathered at a higher limit is stale now.
             self.guard.clear();
+            self.guard.after_cut = true;
         }
         self.batch = self.batch.clamp(1, self.max_batch());
     }
@@ -550,7 +590,58 @@ impl Aimd {
             c: w.completions,
             n,
             x,
+            se: self.window_se(w.completions, self.judged_ticks),
         }
+    }
+
+    /// Relative standard error of the throughput of a window of `ticks`
+    /// ticks holding `c` completions: the measured tick noise averaged over
+    /// the ticks, never below the counting noise.
+    fn window_se(&self, c: u64, ticks: u32) -> f64 {
+        let counting = 1.0 / (c.max(1) as f64);
+        (self.tick_noise / f64::from(ticks.max(1)))
+            .max(counting)
+            .sqrt()
+    }
+
+    /// Ticks a PROBING window needs so that the measured tick noise
+    /// averages down to `probe_window_noise` (at most
+    /// `probe_window_max_ticks`).
+    fn probe_ticks_needed(&self) -> u32 {
+        let target = self.cfg.probe_window_noise * self.cfg.probe_window_noise;
+        let k = (self.tick_noise / target).ceil();
+        let k = if k.is_finite() { k.min(1e6) as u32 } else { 1 };
+        k.clamp(
+            self.cfg.min_window_ticks.max(1),
+            self.cfg
+                .probe_window_max_ticks
+                .max(self.cfg.min_window_ticks.max(1)),
+        )
+    }
+
+    /// Tick-noise estimate: the relative variance of one tick's rate, from
+    /// consecutive non-idle ticks that both ran at the same limit
+    /// (`E[(r₁ − r₂)²] / 2`, relative to their mean). Empty ticks count:
+    /// a device that completes nothing for a tick is exactly the noise
+    /// the windows must average out.
+    fn observe_noise(&mut self, sample: &Sample, in_force: u32, idle: bool) {
+        let secs = sample.interval.as_secs_f64();
+        if idle || secs <= 0.0 || !secs.is_finite() {
+            self.last_tick = None;
+            return;
+        }
+        let r = sample.completions as f64 / secs;
+        if let Some((l, r0)) = self.last_tick {
+            let m = (r + r0) / 2.0;
+            if l == in_force && m > 0.0 {
+                let d = (r - r0) / m;
+                let q = (d * d / 2.0).min(2.0);
+                self.noise_pairs = self.noise_pairs.saturating_add(1);
+                let a = self.cfg.smoothing.max(1.0 / f64::from(self.noise_pairs));
+                self.tick_noise += a * (q - self.tick_noise);
+            }
+        }
+        self.last_tick = Some((in_force, r));
     }
 
     /// Multiplicative decrease (always strictly lower unless at the minimum).
@@ -653,7 +744,15 @@ impl Aimd {
             let factor = if self.resume.is_some() {
                 1.0 + self.cfg.reprobe_step
             } else {
-                self.cfg.slow_start_factor
+                // On a noisy device a ×1.25 step is lost in the windows'
+                // noise: step far enough that a scaling device shows a
+                // throughput change of two standard errors of the
+                // difference above the exit efficiency; at most three
+                // ordinary steps at once.
+                let need = 2.0 * std::f64::consts::SQRT_2 * p.se
+                    / (1.0 - self.cfg.slow_start_exit_efficiency).max(0.1);
+                let f = self.cfg.slow_start_factor;
+                f.max(need.exp()).min(f.powi(3))
             };
             let grown = ((self.limit as f64) * factor).ceil() as u32;
             let next = grown
@@ -763,7 +862,7 @@ impl Aimd {
         // When the counting noise (±1/√n) exceeds the tolerance, a window
         // cannot tell "held" from "fell a little": going lower needs that
         // much more margin, else the walk stops here.
-        let sigma = 1.0 / (p.c.max(1) as f64).sqrt();
+        let sigma = p.se;
         let margin = dr.x_ref * (sigma - self.cfg.probe_down_tolerance).max(0.0);
         if x >= floor && x < floor + margin {
             self.settle(
@@ -1170,6 +1269,7 @@ impl Controller for Aimd {
         }
         let phase_at_start = self.phase;
         let idle = sample.completions == 0 && sample.in_flight_peak == 0 && sample.backlog == 0;
+        self.observe_noise(sample, self.limit, idle);
         if !idle {
             match &mut self.pending {
                 Some(p) => p.accumulate(sample),
@@ -1188,8 +1288,24 @@ impl Controller for Aimd {
         let min = self.cfg.min_window_completions.max(1);
         self.guard
             .push(&sample.latency, self.cfg.guard_ticks as usize, min);
+        if self.guard.ticks.len() >= self.cfg.guard_ticks as usize {
+            self.guard.after_cut = false;
+        }
         self.guard_p99 = self.guard.p99(min);
-        if let Some(p99) = self.guard_p99.filter(|&p| p > threshold) {
+        // Queueing (our depth) slows the body of the distribution too; a
+        // device stall that holds every op in flight for a while only makes
+        // a tail, and cutting the limit cannot shorten it (the stalled
+        // share of ops is the same at any depth).
+        let body = (threshold as f64 / self.cfg.latency_guard_mult) as u64;
+        let queueing = self
+            .guard
+            .percentile(min, 0.95)
+            .is_some_and(|p95| p95 > body);
+        let judging = !self.guard.after_cut;
+        if let Some(p99) = self
+            .guard_p99
+            .filter(|&p| p > threshold && queueing && judging)
+        {
             let why = if p99 > self.ceiling_ns {
                 "P99 above the ceiling"
             } else {
@@ -1215,10 +1331,19 @@ impl Controller for Aimd {
         } else {
             min
         };
+        // Only PROBING compares windows with each other; a periodic
+        // re-probe's first step stays one window of one tick.
+        let need_ticks =
+            if self.phase != AimdPhase::Probing || (self.resume.is_some() && self.slow_start) {
+                self.cfg.min_window_ticks.max(1)
+            } else {
+                self.probe_ticks_needed()
+            };
         let judged = self.pending.as_ref().is_some_and(|p| p.completions >= need)
-            && self.pending_ticks >= self.cfg.min_window_ticks.max(1);
+            && self.pending_ticks >= need_ticks;
         if judged {
             let w = self.pending.take().unwrap_or_default();
+            self.judged_ticks = self.pending_ticks;
             self.pending_ticks = 0;
             self.tune_batch(&w);
             match self.phase {
@@ -1239,6 +1364,7 @@ impl Controller for Aimd {
                         let mut acc = acc;
                         // Judge the baseline as one window at the initial limit.
                         acc.backlog = acc.backlog.max(w.backlog);
+                        self.judged_ticks = self.cfg.baseline_ticks.max(1);
                         self.probe(&acc);
                     } else {
                         self.reason = format!(
@@ -1253,8 +1379,9 @@ impl Controller for Aimd {
             }
         } else if self.phase != AimdPhase::Backoff {
             self.reason = format!(
-                "accumulating a window: {} completions so far (need {need})",
-                self.pending.as_ref().map_or(0, |p| p.completions)
+                "accumulating a window: {} completions in {} ticks so far (need {need} in {need_ticks})",
+                self.pending.as_ref().map_or(0, |p| p.completions),
+                self.pending_ticks
             );
         }
         // A phase entered on this tick starts its clock on the next one.
@@ -1279,6 +1406,8 @@ impl Controller for Aimd {
     fn set_limits(&mut self, limits: Limits) {
         self.limits = limits.normalized();
         self.set_limit(self.limit);
+        // A limit lowered by the caller is not the controller's own cut.
+        self.guard.after_cut = false;
         self.batch = self.batch.clamp(1, self.max_batch());
         if let Some(c) = self.cap {
             self.cap = Some(self.limits.clamp(c));
@@ -1809,12 +1938,67 @@ mod tests {
         assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
     }
 
+    /// The real virtio disk here: per-tick completions swing widely (CV
+    /// ≈ 0.3, empty ticks while ops are in flight), the ring is always
+    /// full. Knee at 64, 500 µs base latency (≈1280 completions per tick at
+    /// the knee). Single-tick windows read that noise as a plateau (or a
+    /// fall while probing down) far below the knee.
+    fn noisy_knee64(rng: &mut u64, spread: f64) -> impl FnMut(u64, u32) -> Sample + '_ {
+        move |t, l| {
+            *rng = rng
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let u = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+            let f = if u < 0.03 {
+                0.0
+            } else {
+                1.0 - spread + 2.0 * spread * (u - 0.03) / 0.97
+            };
+            let clean = device(t, l, 64, 500);
+            let lat_us = clean.latency.p50_ns().div_ceil(1000).max(1);
+            let mut s = win(
+                t,
+                (clean.completions as f64 * f).round() as u64,
+                lat_us,
+                l,
+                100,
+            );
+            s.in_flight_avg = f64::from(l);
+            s
+        }
+    }
+
+    #[test]
+    fn noisy_throughput_is_not_read_as_an_early_plateau() {
+        for seed in 1..=4u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 16));
+            let mut dev = noisy_knee64(&mut rng, 0.45);
+            let mut sum = 0u64;
+            for i in 0..1000 {
+                d.t += 10;
+                let s = dev(d.t, d.c.current().in_flight_limit);
+                let l = d.c.tick(&s).in_flight_limit;
+                if i >= 500 {
+                    sum += u64::from(l);
+                }
+            }
+            let mean = sum as f64 / 500.0;
+            assert!(
+                (48.0..=96.0).contains(&mean),
+                "seed {seed}: mean limit {mean:.1} over the last 5 s, knee 64: {:?}",
+                d.c.state()
+            );
+        }
+    }
+
     #[test]
     fn hinge_finds_the_knee_and_ignores_noise() {
         let pts: Vec<Point> = (56..72)
             .map(|l| Point {
                 limit: l,
                 c: 1000,
+                se: 0.03,
                 n: l as f64,
                 x: (l.min(64) as f64) * 1000.0,
             })
@@ -1824,6 +2008,7 @@ mod tests {
             .map(|l| Point {
                 limit: l,
                 c: 1000,
+                se: 0.03,
                 n: l as f64,
                 x: 64_000.0 + if l % 2 == 0 { 300.0 } else { -300.0 },
             })

@@ -235,11 +235,14 @@ impl GuardModel {
         }
     }
     fn p99(&self, min: u64) -> Option<u64> {
+        self.percentile(min, 0.99)
+    }
+    fn percentile(&self, min: u64, q: f64) -> Option<u64> {
         let mut all = HistogramSnapshot::new();
         for t in &self.ticks {
             all.merge(t);
         }
-        (all.count() >= min).then(|| all.p99_ns())
+        (all.count() >= min.max(1)).then(|| all.percentile_ns(q))
     }
 }
 
@@ -257,6 +260,10 @@ proptest! {
     #[test]
     fn aimd_invariants(cfg in aimd_cfg(), lim in limits(), ops in ops()) {
         let (keep, min) = (cfg.guard_ticks as usize, cfg.min_window_completions);
+        let body_fraction = 1.0 / cfg.latency_guard_mult;
+        // After the controller's own cut the guard judges again only once
+        // it holds `keep` ticks at the new limit.
+        let mut holding = false;
         let mut c = Aimd::new(cfg, lim);
         let mut lim = lim;
         let mut guard = GuardModel::default();
@@ -270,6 +277,7 @@ proptest! {
                     if c.current().in_flight_limit < before {
                         guard = GuardModel::default();
                     }
+                    holding = false;
                     lim = *l;
                     prop_assert!(in_range(c.current(), &lim), "after set_limits {:?}: {:?}", l, c.current());
                 }
@@ -285,12 +293,20 @@ proptest! {
                         prop_assert_eq!(d, before, "an empty window changed the decision");
                     }
                     guard.push(&s.latency, keep, min);
+                    if guard.ticks.len() >= keep {
+                        holding = false;
+                    }
                     let p99 = guard.p99(min);
+                    // Queueing moves the body (P95) too; a tail alone is a stall.
+                    let queueing = guard.percentile(min, 0.95)
+                        .is_some_and(|p| p > (threshold as f64 * body_fraction) as u64);
                     if s.completions > 0 {
                         prop_assert_eq!(c.guard_p99_ns(), p99, "guard window differs from the model");
                     }
                     if let Some(p99) = p99.filter(|_| s.completions > 0) {
-                        if p99 > threshold && before.in_flight_limit > lim.normalized().min_in_flight {
+                        if p99 > threshold && queueing && !holding
+                            && before.in_flight_limit > lim.normalized().min_in_flight
+                        {
                             prop_assert!(d.in_flight_limit < before.in_flight_limit,
                                 "no backoff on a P99 violation: guard p99 {} > {}: {:?} -> {:?} ({:?})",
                                 p99, threshold, before, d, c.state());
@@ -301,11 +317,13 @@ proptest! {
                     if s.completions >= 20 && s.latency.percentile_ns(0.5) > threshold
                         && before.in_flight_limit > lim.normalized().min_in_flight
                     {
-                        prop_assert!(d.in_flight_limit < before.in_flight_limit || p99.is_some_and(|p| p <= threshold),
+                        prop_assert!(d.in_flight_limit < before.in_flight_limit || p99.is_some_and(|p| p <= threshold)
+                            || !queueing || holding,
                             "tick median above the threshold without a backoff");
                     }
                     if d.in_flight_limit < before.in_flight_limit {
                         guard = GuardModel::default();
+                        holding = true;
                     }
                 }
             }
