@@ -1298,29 +1298,11 @@ impl Engine {
     /// them first (older kernels would block here until they complete, and
     /// the ops' buffers must stay registered while the kernel uses them).
     pub fn unregister_buffers(&self) -> io::Result<()> {
-        let mut guards = self.lock_all()?;
-        let busy: u64 = self
-            .sh()
-            .rings
-            .iter()
-            .map(|s| s.fixed_bufs.load(Ordering::Relaxed))
-            .sum();
-        if busy > 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::ResourceBusy,
-                format!(
-                    "{busy} operation(s) using registered buffers are still pending; \
-                     wait for them before unregistering"
-                ),
-            ));
-        }
-        let mut first_err = None;
-        for g in guards.iter_mut() {
-            if let Err(e) = g.ring.unregister_buffers() {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        self.unregister_all(
+            |s| s.fixed_bufs.load(Ordering::Relaxed),
+            "using registered buffers",
+            |r| r.unregister_buffers(),
+        )
     }
 
     /// Registers `fds` with every ring; use the returned [`FixedFile`]s as
@@ -1373,25 +1355,37 @@ impl Engine {
     /// changing nothing, while any accepted op on a registered file has not
     /// completed (as [`unregister_buffers`](Self::unregister_buffers)).
     pub fn unregister_files(&self) -> io::Result<()> {
+        self.unregister_all(
+            |s| s.fixed_files.load(Ordering::Relaxed),
+            "on registered files",
+            |r| r.unregister_files(),
+        )
+    }
+
+    /// Unregisters one kind of registered resource on every ring, under all
+    /// ring locks. Refused with `ResourceBusy`, changing nothing, while
+    /// `pending` counts accepted ops that still use it; otherwise every ring
+    /// is tried and the first error is returned.
+    fn unregister_all(
+        &self,
+        pending: impl Fn(&Shard) -> u64,
+        what: &str,
+        unregister: impl Fn(&mut AnyRing<Target>) -> io::Result<()>,
+    ) -> io::Result<()> {
         let mut guards = self.lock_all()?;
-        let busy: u64 = self
-            .sh()
-            .rings
-            .iter()
-            .map(|s| s.fixed_files.load(Ordering::Relaxed))
-            .sum();
+        let busy: u64 = self.sh().rings.iter().map(pending).sum();
         if busy > 0 {
             return Err(io::Error::new(
                 io::ErrorKind::ResourceBusy,
                 format!(
-                    "{busy} operation(s) on registered files are still pending; \
+                    "{busy} operation(s) {what} are still pending; \
                      wait for them before unregistering"
                 ),
             ));
         }
         let mut first_err = None;
         for g in guards.iter_mut() {
-            if let Err(e) = g.ring.unregister_files() {
+            if let Err(e) = unregister(&mut g.ring) {
                 first_err.get_or_insert(e);
             }
         }
