@@ -92,6 +92,19 @@ impl<O> Request<O> {
         }
     }
 
+    /// A request on a path. A path the kernel cannot take (an interior NUL
+    /// byte) is kept as the request's error, reported at submit; the op is
+    /// then never sent.
+    fn with_path(path: &Path, op: impl FnOnce(CString) -> Op, conv: Conv<O>) -> Self {
+        let (cpath, err) = match path_cstring(path) {
+            Ok(p) => (p, None),
+            Err(e) => (CString::default(), Some(e)),
+        };
+        let mut r = Request::new(op(cpath), conv);
+        r.pre_error = err;
+        r
+    }
+
     /// Gives the operation a deadline: if it has not completed after `d`, the
     /// kernel cancels it and it completes with `ECANCELED`
     /// (`io::Error::raw_os_error() == Some(libc::ECANCELED)`).
@@ -433,21 +446,16 @@ impl Request<io::Result<Box<libc::statx>>> {
         flags: i32,
         mask: u32,
     ) -> Self {
-        let (cpath, err) = match path_cstring(path.as_ref()) {
-            Ok(p) => (p, None),
-            Err(e) => (CString::default(), Some(e)),
-        };
-        let mut r = Request::new(
-            Op::Statx {
+        Request::with_path(
+            path.as_ref(),
+            |path| Op::Statx {
                 dirfd: dir_fd(dir),
-                path: cpath,
+                path,
                 flags,
                 mask,
             },
             conv_statx,
-        );
-        r.pre_error = err;
-        r
+        )
     }
 }
 
@@ -461,20 +469,15 @@ impl Request<io::Result<OwnedFd>> {
         flags: i32,
         mode: u32,
     ) -> Self {
-        let (cpath, err) = match path_cstring(path.as_ref()) {
-            Ok(p) => (p, None),
-            Err(e) => (CString::default(), Some(e)),
-        };
-        let mut r = Request::new(
-            Op::OpenAt {
+        Request::with_path(
+            path.as_ref(),
+            |path| Op::OpenAt {
                 dirfd: dir_fd(dir),
-                path: cpath,
+                path,
                 flags: flags | libc::O_CLOEXEC,
                 mode,
             },
             conv_open,
-        );
-        r.pre_error = err;
-        r
+        )
     }
 }

@@ -229,6 +229,12 @@ fn statx_openat_close() {
         })
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = e
+        .submit(Request::statx(None, "a\0b", 0, libc::STATX_SIZE), |_| {
+            panic!("must not be called")
+        })
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
 }
 
 #[test]
