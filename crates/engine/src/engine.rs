@@ -1397,7 +1397,7 @@ impl Engine {
     /// Sets the P99 latency ceiling of every ring's controller.
     pub fn set_max_p99(&self, ceiling: Duration) {
         for shard in &self.sh().rings {
-            shard.update_controller(|c| c.controller.set_p99_ceiling(ceiling));
+            shard.update_controller(self.sh(), |c| c.controller.set_p99_ceiling(ceiling));
         }
     }
 
@@ -1405,12 +1405,11 @@ impl Engine {
     pub fn set_min_in_flight(&self, n: u32) {
         let sh = self.sh();
         for shard in &sh.rings {
-            shard.update_controller(|c| {
+            shard.update_controller(sh, |c| {
                 c.limits.min_in_flight = n.min(shard.capacity);
                 c.limits = c.limits.normalized();
                 c.controller.set_limits(c.limits);
             });
-            shard.apply(sh);
         }
     }
 
@@ -1418,17 +1417,18 @@ impl Engine {
     pub fn set_max_in_flight(&self, n: u32) {
         let sh = self.sh();
         for shard in &sh.rings {
-            shard.update_controller(|c| {
+            shard.update_controller(sh, |c| {
                 c.limits.max_in_flight = n.min(shard.capacity);
                 c.limits = c.limits.normalized();
                 c.controller.set_limits(c.limits);
             });
-            shard.apply(sh);
         }
     }
 
     /// `Some(n)`: fixed batch threshold on every ring; `None`: the
-    /// controller decides again (from its next tick).
+    /// controller decides again (from its next tick). A pinned batch is
+    /// taken as asked (see [`EngineBuilder::batch_threshold`]): a lone op
+    /// is not sent ahead of its batch.
     pub fn set_batch_threshold(&self, n: Option<u32>) {
         let sh = self.sh();
         sh.batch_override

@@ -301,10 +301,18 @@ impl Shard {
                     Err(PushErr::Failed(w, e)) => return Err((w, e)),
                 }
                 // Keep the device busy: if nothing is in the kernel, submit
-                // now instead of waiting for the batch to fill.
-                let q = core.ring.queued();
-                if q > 0 && core.ring.in_flight() <= q {
-                    let _ = core.ring.flush();
+                // now instead of waiting for the batch to fill. Only while
+                // the controller picks the batch: a batch threshold pinned
+                // by the user (`batch_threshold(Some(n))`) is honoured as
+                // asked, and queued SQEs go out when `n` are queued, at the
+                // next poll/wait/flush, or at the next tick at the latest.
+                // (Sending the first op of every burst alone costs a second
+                // `io_uring_enter` per burst.)
+                if sh.batch_override.load(Relaxed) == 0 {
+                    let q = core.ring.queued();
+                    if q > 0 && core.ring.in_flight() <= q {
+                        let _ = core.ring.flush();
+                    }
                 }
             } else {
                 core.backlog.push_back(work);
@@ -832,13 +840,7 @@ impl Shard {
             let d = c.controller.tick(&sample);
             (d, c.controller.state())
         };
-        let cap = self.capacity.max(1);
-        let limit = decision.in_flight_limit.clamp(1, cap);
-        let batch = match sh.batch_override.load(Relaxed) {
-            0 => decision.batch_threshold,
-            n => n,
-        }
-        .clamp(1, cap);
+        let (limit, batch) = self.clamp_decision(sh, decision);
         let old_limit = self.limit.swap(limit, Relaxed);
         let old_batch = self.batch.swap(batch, Relaxed);
         sh.trace_tick(self.idx, &sample, decision, &state);
@@ -902,13 +904,30 @@ impl Shard {
         f(&mut core.ring)
     }
 
-    /// The controller's current limits.
-    pub(crate) fn update_controller(&self, f: impl FnOnce(&mut CtlBox)) {
+    /// Changes the controller (its limits, its P99 ceiling) and puts its
+    /// new decision in force at once: the in-flight limit and the batch
+    /// threshold (unless the user pinned the batch), then refills.
+    pub(crate) fn update_controller(&self, sh: &Shared, f: impl FnOnce(&mut CtlBox)) {
         let mut c = lock(&self.ctl);
         f(&mut c);
         let d = c.controller.current();
         drop(c);
+        let (limit, batch) = self.clamp_decision(sh, d);
+        self.limit.store(limit, Relaxed);
+        self.batch.store(batch, Relaxed);
+        self.apply(sh);
+    }
+
+    /// A controller's decision as stored: both clamped to `[1, capacity]`,
+    /// the batch replaced by the user's pinned one if there is one.
+    fn clamp_decision(&self, sh: &Shared, d: Decision) -> (u32, u32) {
         let cap = self.capacity.max(1);
-        self.limit.store(d.in_flight_limit.clamp(1, cap), Relaxed);
+        let limit = d.in_flight_limit.clamp(1, cap);
+        let batch = match sh.batch_override.load(Relaxed) {
+            0 => d.batch_threshold,
+            n => n,
+        }
+        .clamp(1, cap);
+        (limit, batch)
     }
 }

@@ -762,3 +762,47 @@ fn injected_faults_reach_the_right_callbacks_once() {
     assert_eq!(seq.load(Ordering::SeqCst), 64);
     assert_eq!(e.stats().total.errors, 48);
 }
+
+#[test]
+fn limit_setters_apply_the_controllers_batch_at_once() {
+    // Ticks far apart: only the setter itself can change the batch here.
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(64)
+        .controller(ControllerConfig::Fixed {
+            in_flight: 8,
+            batch: 4,
+        })
+        .tick_interval(Duration::from_secs(3600))
+        .reaper(ReaperMode::Never)
+        .build()
+        .unwrap();
+    assert_eq!(e.batch_threshold(0), Some(4));
+    // The fixed policy clamps its batch into [1, limit].
+    e.set_max_in_flight(2);
+    assert_eq!(e.in_flight_limit(0), Some(2));
+    assert_eq!(
+        e.batch_threshold(0),
+        Some(2),
+        "the batch follows the controller's new decision without a tick"
+    );
+    e.set_max_in_flight(64);
+    assert_eq!(e.in_flight_limit(0), Some(8));
+    assert_eq!(e.batch_threshold(0), Some(4));
+    // A pinned batch is not overridden by a limit change.
+    e.set_batch_threshold(Some(3));
+    e.set_max_in_flight(2);
+    assert_eq!(e.batch_threshold(0), Some(3));
+    // Ops still flow with the new settings.
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..5 {
+        let d = Arc::clone(&done);
+        e.nop(move |r| {
+            r.unwrap();
+            d.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    }
+    e.run_until_idle().unwrap();
+    assert_eq!(done.load(Ordering::Relaxed), 5);
+}
