@@ -88,15 +88,17 @@ impl Shared {
         self.trace_errors.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn trace_io(&self, ring: u32, info: &OpInfo, latency_ns: u64, result: i32) {
+    pub(crate) fn trace_io(&self, ring: u32, ctl: &OpCtl, latency_ns: u64, result: i32) {
         if let Some(t) = &self.trace {
+            let info = &ctl.info;
+            let (t_submit_ns, in_flight_at_submit) = ctl.submit_stamp();
             let rec = IoRecord {
                 ring,
-                t_submit_ns: info.submit_ns,
+                t_submit_ns,
                 latency_ns,
                 op: info.kind.name().to_string(),
                 len: info.len,
-                in_flight_at_submit: info.in_flight_at_submit,
+                in_flight_at_submit,
                 result: i64::from(result),
             };
             if lock(t).io(&rec).is_err() {
@@ -575,30 +577,33 @@ impl Engine {
         }
     }
 
+    /// A new op's control block (for its handle or future) and its
+    /// completion target (for the ring).
     fn target(
         &self,
-        shard: &Shard,
-        ctl: &Arc<OpCtl>,
+        idx: usize,
         deliver: Deliver,
         op: &auraio_ring::Op,
-    ) -> Target {
-        Target {
-            ctl: Arc::clone(ctl),
+        shortened: bool,
+    ) -> (Arc<OpCtl>, Target) {
+        let sh = self.sh();
+        let info = OpInfo {
+            kind: op.kind(),
+            len: op.len(),
+            traced: sh.rings[idx].sample_io(sh.trace_io_every),
+            shortened,
+            fixed_buf: matches!(
+                op,
+                auraio_ring::Op::ReadFixed { .. } | auraio_ring::Op::WriteFixed { .. }
+            ),
+            fixed_file: crate::request::uses_fixed_file(op),
+        };
+        let ctl = OpCtl::new(idx as u32, sh.id(), info);
+        let target = Target {
+            ctl: Arc::clone(&ctl),
             deliver,
-            info: OpInfo {
-                kind: op.kind(),
-                len: op.len(),
-                submit_ns: 0,
-                in_flight_at_submit: 0,
-                traced: shard.sample_io(self.sh().trace_io_every),
-                shortened: false,
-                fixed_buf: matches!(
-                    op,
-                    auraio_ring::Op::ReadFixed { .. } | auraio_ring::Op::WriteFixed { .. }
-                ),
-                fixed_file: crate::request::uses_fixed_file(op),
-            },
-        }
+        };
+        (ctl, target)
     }
 
     /// Submits one request; `deliver` is built from its converter.
@@ -623,14 +628,11 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let ctl = OpCtl::new(idx as u32, sh.id());
         let (op, shortened) = match &sh.fault_plan {
             Some(p) => p.maybe_shorten(op),
             None => (op, false),
         };
-        let mut target = self.target(shard, &ctl, deliver(conv), &op);
-        target.info.shortened = shortened;
-        shard.pending.fetch_add(1, Ordering::Relaxed);
+        let (ctl, target) = self.target(idx, deliver(conv), &op, shortened);
         match shard.submit(
             sh,
             Work::Single {
@@ -641,7 +643,6 @@ impl Engine {
         ) {
             Ok(()) => Ok(ctl),
             Err((work, e)) => {
-                shard.pending.fetch_sub(1, Ordering::Relaxed);
                 let op = match work {
                     Work::Single { op, .. } => op,
                     Work::Linked { first, .. } => first.0,
@@ -689,14 +690,9 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let (ca, cb) = (
-            OpCtl::new(idx as u32, sh.id()),
-            OpCtl::new(idx as u32, sh.id()),
-        );
         let (conv_a, conv_b) = (first.conv, second.conv);
-        let ta = self.target(shard, &ca, da(conv_a), &first.op);
-        let tb = self.target(shard, &cb, db(conv_b), &second.op);
-        shard.pending.fetch_add(2, Ordering::Relaxed);
+        let (ca, ta) = self.target(idx, da(conv_a), &first.op, false);
+        let (cb, tb) = self.target(idx, db(conv_b), &second.op, false);
         let work = Work::Linked {
             first: (first.op, ta),
             second: (second.op, tb),
@@ -704,7 +700,6 @@ impl Engine {
         match shard.submit(sh, work) {
             Ok(()) => Ok((ca, cb)),
             Err((work, e)) => {
-                shard.pending.fetch_sub(2, Ordering::Relaxed);
                 let (oa, ob) = match work {
                     Work::Linked { first, second } => (first.0, second.0),
                     // Not produced for linked work; keep the buffers anyway.
@@ -1228,10 +1223,7 @@ impl Engine {
     /// Ops accepted and not yet completed (delivered): on every ring, or on
     /// the pinned ring of a handle from [`on_ring`](Self::on_ring).
     pub fn pending(&self) -> usize {
-        self.driven()
-            .iter()
-            .map(|s| s.pending.load(Ordering::Relaxed))
-            .sum::<u64>() as usize
+        self.driven().iter().map(Shard::pending).sum::<u64>() as usize
     }
 
     /// Shuts the engine down now (also done when the last clone is dropped):

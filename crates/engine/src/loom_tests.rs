@@ -49,27 +49,28 @@ impl ArcWake for Flag {
     }
 }
 
+fn read_info() -> OpInfo {
+    OpInfo {
+        kind: OpKind::Read,
+        len: 8,
+        traced: false,
+        shortened: false,
+        fixed_buf: false,
+        fixed_file: false,
+    }
+}
+
 fn future_target(ctl: &Arc<OpCtl>) -> Target {
     Target {
         ctl: Arc::clone(ctl),
         deliver: Deliver::Future,
-        info: OpInfo {
-            kind: OpKind::Read,
-            len: 8,
-            submit_ns: 0,
-            in_flight_at_submit: 0,
-            traced: false,
-            shortened: false,
-            fixed_buf: false,
-            fixed_file: false,
-        },
     }
 }
 
 #[test]
 fn loom_completion_vs_poll_never_loses_the_wakeup() {
     loom::model(|| {
-        let ctl = OpCtl::new(0, 1);
+        let ctl = OpCtl::new(0, 1, read_info());
         let target = future_target(&ctl);
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = futures::task::waker(Arc::clone(&flag));
@@ -97,7 +98,7 @@ fn loom_completion_vs_poll_never_loses_the_wakeup() {
 fn loom_completion_vs_future_drop_frees_the_buffer_once() {
     loom::model(|| {
         let tag = Arc::new(());
-        let ctl = OpCtl::new(0, 1);
+        let ctl = OpCtl::new(0, 1, read_info());
         let target = future_target(&ctl);
         let buf = Tracked {
             data: vec![0u8; 8],

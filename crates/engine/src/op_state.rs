@@ -12,7 +12,10 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::sync::{Mutex, MutexGuard};
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 use auraio_ring::{OpKind, Resources, SlotId};
 
@@ -27,8 +30,31 @@ pub(crate) enum Phase {
     Done,
 }
 
+/// [`Phase`] packed into a `u64`: a [`SlotId`] never has bit 63 set, so
+/// the two other phases use values with it set.
+const PHASE_BACKLOGGED: u64 = 1 << 63;
+const PHASE_DONE: u64 = (1 << 63) | 1;
+
+impl Phase {
+    fn encode(self) -> u64 {
+        match self {
+            Phase::Backlogged => PHASE_BACKLOGGED,
+            Phase::InRing(slot) => slot.as_u64(),
+            Phase::Done => PHASE_DONE,
+        }
+    }
+
+    fn decode(v: u64) -> Phase {
+        match SlotId::from_u64(v) {
+            Some(slot) => Phase::InRing(slot),
+            None if v == PHASE_DONE => Phase::Done,
+            None => Phase::Backlogged,
+        }
+    }
+}
+
+/// What a future's op shares with its completion side (under the lock).
 pub(crate) struct CtlState {
-    pub(crate) phase: Phase,
     /// Future ops: the raw result waiting for the future to take it.
     pub(crate) result: Option<(io::Result<u32>, Resources)>,
     pub(crate) waker: Option<Waker>,
@@ -37,10 +63,26 @@ pub(crate) struct CtlState {
 }
 
 /// Shared control block of one op (one `Arc` per op).
+///
+/// The phase is an atomic, so a callback op never takes a lock: it moves to
+/// `InRing` under the ring lock (where cancel reads it) and to `Done` just
+/// before its callback runs. A future's op moves to `Done` while holding
+/// `st`, so the future side (`abandon`) sees phase and result consistently.
 pub(crate) struct OpCtl {
     pub(crate) ring: u32,
     /// Identity of the engine that owns the op (guards cross-engine cancel).
     pub(crate) owner: usize,
+    /// The [`Phase`], encoded (see [`Phase::encode`]).
+    phase: AtomicU64,
+    /// What the op is (fixed at submit; stats, traces, fault injection).
+    /// Kept here rather than in the [`Target`], so the target that moves
+    /// through backlog, ring slot and completion stays small.
+    pub(crate) info: OpInfo,
+    /// Traced ops only: nanoseconds since engine start at the push into
+    /// the ring, and the ring's in-flight count then (written under the
+    /// ring lock, read when the completion is delivered).
+    trace_submit_ns: std::sync::atomic::AtomicU64,
+    trace_in_flight: AtomicU32,
     st: Mutex<CtlState>,
 }
 
@@ -56,7 +98,6 @@ thread_local! {
 
 fn fresh_state() -> CtlState {
     CtlState {
-        phase: Phase::Backlogged,
         result: None,
         waker: None,
         abandoned: false,
@@ -66,7 +107,7 @@ fn fresh_state() -> CtlState {
 impl OpCtl {
     /// A control block for a new op: a recycled one from this thread's
     /// cache when there is one (one allocation less per op), else new.
-    pub(crate) fn new(ring: u32, owner: usize) -> Arc<Self> {
+    pub(crate) fn new(ring: u32, owner: usize, info: OpInfo) -> Arc<Self> {
         #[cfg(not(loom))]
         {
             let cached = CTL_CACHE
@@ -79,6 +120,10 @@ impl OpCtl {
                 if let Some(m) = Arc::get_mut(&mut a) {
                     m.ring = ring;
                     m.owner = owner;
+                    m.info = info;
+                    *m.phase.get_mut() = PHASE_BACKLOGGED;
+                    *m.trace_submit_ns.get_mut() = 0;
+                    *m.trace_in_flight.get_mut() = 0;
                     *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
                     return a;
                 }
@@ -87,6 +132,10 @@ impl OpCtl {
         Arc::new(OpCtl {
             ring,
             owner,
+            phase: AtomicU64::new(PHASE_BACKLOGGED),
+            info,
+            trace_submit_ns: std::sync::atomic::AtomicU64::new(0),
+            trace_in_flight: AtomicU32::new(0),
             st: Mutex::new(fresh_state()),
         })
     }
@@ -124,12 +173,27 @@ impl OpCtl {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Traced ops: records the push into the ring (see `trace_submit_ns`).
+    pub(crate) fn stamp_submit(&self, submit_ns: u64, in_flight: u32) {
+        self.trace_submit_ns.store(submit_ns, Relaxed);
+        self.trace_in_flight.store(in_flight, Relaxed);
+    }
+
+    /// What [`stamp_submit`](Self::stamp_submit) recorded: (ns since engine
+    /// start, in flight at submit).
+    pub(crate) fn submit_stamp(&self) -> (u64, u32) {
+        (
+            self.trace_submit_ns.load(Relaxed),
+            self.trace_in_flight.load(Relaxed),
+        )
+    }
+
     pub(crate) fn phase(&self) -> Phase {
-        self.lock().phase
+        Phase::decode(self.phase.load(Acquire))
     }
 
     pub(crate) fn set_phase(&self, p: Phase) {
-        self.lock().phase = p;
+        self.phase.store(p.encode(), Release);
     }
 
     /// Future side: takes the result if it arrived, else registers `waker`
@@ -154,7 +218,8 @@ impl OpCtl {
     pub(crate) fn abandon(&self) -> bool {
         let mut st = self.lock();
         st.waker = None;
-        if st.phase == Phase::Done {
+        // `Done` is stored under this lock for future ops (`Target::finish`).
+        if self.phase() == Phase::Done {
             let unclaimed = st.result.take();
             drop(st);
             if let Some((Ok(fd), Resources::Path(_))) = unclaimed {
@@ -182,9 +247,6 @@ pub(crate) enum Deliver {
 pub(crate) struct OpInfo {
     pub(crate) kind: OpKind,
     pub(crate) len: u64,
-    /// Nanoseconds since engine start at submit (traced ops only).
-    pub(crate) submit_ns: u64,
-    pub(crate) in_flight_at_submit: u32,
     pub(crate) traced: bool,
     /// A fault plan submitted it shorter than asked (its buffer is wrapped
     /// and unwrapped again in [`Target::finish`]).
@@ -209,11 +271,12 @@ impl OpInfo {
     }
 }
 
-/// The per-op completion target stored in the ring slot / backlog.
+/// The per-op completion target stored in the ring slot / backlog: three
+/// words (what the op is lives in its [`OpCtl`]), so moving it along the
+/// submit and reap paths stays cheap.
 pub(crate) struct Target {
     pub(crate) ctl: Arc<OpCtl>,
     pub(crate) deliver: Deliver,
-    pub(crate) info: OpInfo,
 }
 
 /// What happened when a target was finished.
@@ -224,10 +287,15 @@ pub(crate) enum Finish {
 }
 
 impl Target {
+    /// What the op is.
+    pub(crate) fn info(&self) -> &OpInfo {
+        &self.ctl.info
+    }
+
     /// Delivers the completion: exactly once, since `self` is consumed.
     /// Must be called with no engine lock held (callbacks may re-enter).
     pub(crate) fn finish(self, result: io::Result<u32>, resources: Resources) -> Finish {
-        let resources = if self.info.shortened {
+        let resources = if self.info().shortened {
             crate::fault::unshorten_resources(resources)
         } else {
             resources
@@ -246,12 +314,12 @@ impl Target {
             }
             Deliver::Future => {
                 let mut st = self.ctl.lock();
-                st.phase = Phase::Done;
+                self.ctl.set_phase(Phase::Done);
                 if st.abandoned {
                     drop(st);
                     // Nobody will look at the result: release what it holds
                     // (buffers drop here; an opened fd is closed).
-                    if self.info.kind == OpKind::OpenAt {
+                    if self.info().kind == OpKind::OpenAt {
                         if let Ok(fd) = result {
                             // SAFETY: a successful openat returned this new
                             // descriptor and its future is gone, so nobody

@@ -4,7 +4,10 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,13 +38,26 @@ pub(crate) enum Work {
 impl Work {
     /// (ops using registered buffers, ops targeting registered files).
     fn fixed_uses(&self) -> (u64, u64) {
-        let one = |t: &Target| (u64::from(t.info.fixed_buf), u64::from(t.info.fixed_file));
+        let one = |t: &Target| {
+            (
+                u64::from(t.info().fixed_buf),
+                u64::from(t.info().fixed_file),
+            )
+        };
         match self {
             Work::Single { target, .. } => one(target),
             Work::Linked { first, second } => {
                 let (a, b) = (one(&first.1), one(&second.1));
                 (a.0 + b.0, a.1 + b.1)
             }
+        }
+    }
+
+    /// How many ops this is (each completes once).
+    fn ops(&self) -> u64 {
+        match self {
+            Work::Single { .. } => 1,
+            Work::Linked { .. } => 2,
         }
     }
 
@@ -151,8 +167,14 @@ pub(crate) struct Shard {
     /// Mirrors of the locked state, for lock-free reads.
     pub(crate) in_flight: AtomicU32,
     pub(crate) backlog_len: AtomicU32,
-    /// Accepted ops whose completion has not been delivered yet.
-    pub(crate) pending: AtomicU64,
+    /// Ops accepted by [`submit`](Self::submit). Written only under the
+    /// ring lock (a plain load + store, no read-modify-write on the submit
+    /// path); see [`pending`](Self::pending).
+    accepted: AtomicU64,
+    /// Ops whose completion has been delivered: a future's before its waker
+    /// runs, a callback's after its callback returned (counted once per
+    /// delivered batch).
+    delivered: AtomicU64,
     pub(crate) peak: AtomicU32,
     pub(crate) completions: AtomicU64,
     pub(crate) bytes: AtomicU64,
@@ -185,6 +207,15 @@ fn kind_error(kind: SubmitErrorKind) -> io::Error {
         ),
         SubmitErrorKind::InvalidInput(m) => io::Error::new(io::ErrorKind::InvalidInput, m),
         SubmitErrorKind::Io(e) => e,
+    }
+}
+
+/// Marks the op just pushed into `slot` as in the ring (where cancel finds
+/// it). An op the ring already completed (reaped while submitting) keeps
+/// its phase: its completion is on its way.
+fn set_in_ring(ring: &AnyRing<Target>, slot: auraio_ring::SlotId) {
+    if let Some(t) = ring.token(slot) {
+        t.ctl.set_phase(Phase::InRing(slot));
     }
 }
 
@@ -227,7 +258,8 @@ impl Shard {
             batch: AtomicU32::new(batch),
             in_flight: AtomicU32::new(0),
             backlog_len: AtomicU32::new(0),
-            pending: AtomicU64::new(0),
+            accepted: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
             peak: AtomicU32::new(0),
             completions: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -269,6 +301,22 @@ impl Shard {
         core.ring.in_flight() + self.held_len.load(Relaxed)
     }
 
+    /// Accepted ops whose completion has not been delivered yet.
+    pub(crate) fn pending(&self) -> u64 {
+        // `delivered` first, with Acquire: every delivery counted there
+        // happened after its op's acceptance was stored (under the ring
+        // lock), so `accepted` read next is never behind it.
+        let delivered = self.delivered.load(Acquire);
+        self.accepted.load(Relaxed).saturating_sub(delivered)
+    }
+
+    /// Counts `n` delivered completions.
+    fn add_delivered(&self, n: u64) {
+        if n > 0 {
+            self.delivered.fetch_add(n, Release);
+        }
+    }
+
     fn mirror(&self, core: &Core) {
         let inf = core.ring.in_flight();
         self.in_flight.store(inf, Relaxed);
@@ -293,6 +341,7 @@ impl Shard {
                 return Err((work, e));
             }
             let (fixed_bufs, fixed_files) = work.fixed_uses();
+            let ops = work.ops();
             let limit = self.limit.load(Relaxed);
             if core.backlog.is_empty() && self.busy(&core) < limit {
                 match self.push(sh, &mut core, work) {
@@ -318,8 +367,11 @@ impl Shard {
                 core.backlog.push_back(work);
                 self.refill_locked(sh, &mut core, &mut failed);
             }
-            // Accepted: counted under the ring lock, so a concurrent
-            // unregister (which checks under the same lock) sees it.
+            // Accepted (only written under this lock: no atomic RMW).
+            self.accepted
+                .store(self.accepted.load(Relaxed) + ops, Relaxed);
+            // Counted under the ring lock, so a concurrent unregister (which
+            // checks under the same lock) sees it.
             if fixed_bufs > 0 {
                 self.fixed_bufs.fetch_add(fixed_bufs, Relaxed);
             }
@@ -361,29 +413,26 @@ impl Shard {
     #[allow(clippy::result_large_err)]
     fn push(&self, sh: &Shared, core: &mut Core, work: Work) -> Result<(), PushErr> {
         let ring = &mut core.ring;
-        let now_ns = |t: &Target| {
-            if t.info.traced {
-                sh.now_ns()
-            } else {
-                0
+        // Traced ops only: stamp the push for the trace record.
+        let stamp = |t: &Target, in_flight: u32| {
+            if t.info().traced {
+                t.ctl.stamp_submit(sh.now_ns(), in_flight);
             }
         };
         match work {
             Work::Single {
                 op,
-                mut target,
+                target,
                 timeout,
             } => {
-                let ctl = Arc::clone(&target.ctl);
-                target.info.in_flight_at_submit = ring.in_flight();
-                target.info.submit_ns = now_ns(&target);
+                stamp(&target, ring.in_flight());
                 let r = match timeout {
                     Some(d) => ring.submit_with_timeout(op, target, d),
                     None => ring.submit(op, target),
                 };
                 match r {
                     Ok(slot) => {
-                        ctl.set_phase(Phase::InRing(slot));
+                        set_in_ring(ring, slot);
                         self.after_submit(ring.in_flight());
                         Ok(())
                     }
@@ -403,19 +452,16 @@ impl Shard {
                 }
             }
             Work::Linked {
-                first: (op1, mut t1),
-                second: (op2, mut t2),
+                first: (op1, t1),
+                second: (op2, t2),
             } => {
-                let (c1, c2) = (Arc::clone(&t1.ctl), Arc::clone(&t2.ctl));
                 let inf = ring.in_flight();
-                t1.info.in_flight_at_submit = inf;
-                t2.info.in_flight_at_submit = inf + 1;
-                t1.info.submit_ns = now_ns(&t1);
-                t2.info.submit_ns = now_ns(&t2);
+                stamp(&t1, inf);
+                stamp(&t2, inf + 1);
                 match ring.submit_linked((op1, t1), (op2, t2)) {
                     Ok((s1, s2)) => {
-                        c1.set_phase(Phase::InRing(s1));
-                        c2.set_phase(Phase::InRing(s2));
+                        set_in_ring(ring, s1);
+                        set_in_ring(ring, s2);
                         self.after_submit(ring.in_flight());
                         Ok(())
                     }
@@ -567,11 +613,13 @@ impl Shard {
     /// Completions held back, delivered now; their latency includes the
     /// time they were held.
     fn deliver_held(&self, sh: &Shared, held: Vec<HeldOne>) {
+        let mut done = 0;
         for h in held {
             let extra = u64::try_from(h.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
             let latency = h.latency_ns.saturating_add(extra);
-            self.deliver_one(sh, h.target, h.result, h.resources, latency);
+            self.deliver_one(sh, h.target, h.result, h.resources, latency, &mut done);
         }
+        self.add_delivered(done);
     }
 
     /// Parks a completion in the held queue until `delay` has passed.
@@ -613,14 +661,16 @@ impl Shard {
         for c in buf.iter() {
             if c.result < 0 {
                 errors += 1;
-            } else if c.token.info.counts_bytes() {
+            } else if c.token.info().counts_bytes() {
                 bytes += c.result as u64;
             }
         }
         self.count_completions(buf.len() as u64, bytes, errors);
+        let mut done = 0;
         for c in buf.drain(..) {
-            self.deliver_counted(sh, c.token, c.result, c.resources, c.latency_ns);
+            self.deliver_counted(sh, c.token, c.result, c.resources, c.latency_ns, &mut done);
         }
+        self.add_delivered(done);
     }
 
     /// Adds a batch of completions to the shard's counters.
@@ -644,7 +694,7 @@ impl Shard {
         }
         let mut kept = Vec::with_capacity(buf.len());
         for mut c in buf.drain(..) {
-            let Some(fault) = sh.fault_for(self.idx, &c.token.info, c.result, c.latency_ns) else {
+            let Some(fault) = sh.fault_for(self.idx, c.token.info(), c.result, c.latency_ns) else {
                 kept.push(c);
                 continue;
             };
@@ -671,15 +721,16 @@ impl Shard {
         result: i32,
         resources: Resources,
         latency_ns: u64,
+        done: &mut u64,
     ) {
         let ok = result >= 0;
-        let bytes = if ok && token.info.counts_bytes() {
+        let bytes = if ok && token.info().counts_bytes() {
             result as u64
         } else {
             0
         };
         self.count_completions(1, bytes, u64::from(!ok));
-        self.deliver_counted(sh, token, result, resources, latency_ns);
+        self.deliver_counted(sh, token, result, resources, latency_ns, done);
     }
 
     /// Feeds the meter and trace and delivers one completion already
@@ -691,51 +742,63 @@ impl Shard {
         result: i32,
         resources: Resources,
         latency_ns: u64,
+        done: &mut u64,
     ) {
         let ok = result >= 0;
-        let bytes = if ok && token.info.counts_bytes() {
+        let bytes = if ok && token.info().counts_bytes() {
             result as u64
         } else {
             0
         };
         self.meter.on_complete(latency_ns, bytes, !ok);
-        if token.info.traced {
-            sh.trace_io(self.idx, &token.info, latency_ns, result);
+        if token.info().traced {
+            sh.trace_io(self.idx, &token.ctl, latency_ns, result);
         }
         let res = if ok {
             Ok(result as u32)
         } else {
             Err(io::Error::from_raw_os_error(-result))
         };
-        self.finish(sh, token, res, resources);
+        self.finish(sh, token, res, resources, done);
     }
 
     pub(crate) fn deliver_failed(&self, sh: &Shared, failed: Vec<Failed>) {
+        let mut done = 0;
         for f in failed {
-            self.finish(sh, f.target, f.result, f.resources);
+            self.finish(sh, f.target, f.result, f.resources, &mut done);
         }
+        self.add_delivered(done);
     }
 
-    fn finish(&self, sh: &Shared, target: Target, result: io::Result<u32>, resources: Resources) {
+    /// Delivers one completion. A future's op is counted delivered here
+    /// (before its waker runs, so a woken task that checks `pending()` sees
+    /// it); a callback's is added to `done`, which the caller counts once
+    /// its whole batch ran (so an op chained from a callback is accepted
+    /// before its parent stops counting as pending).
+    fn finish(
+        &self,
+        sh: &Shared,
+        target: Target,
+        result: io::Result<u32>,
+        resources: Resources,
+        done: &mut u64,
+    ) {
         // The kernel is done with the registered resources of this op.
-        if target.info.fixed_buf {
+        if target.info().fixed_buf {
             self.fixed_bufs.fetch_sub(1, Relaxed);
         }
-        if target.info.fixed_file {
+        if target.info().fixed_file {
             self.fixed_files.fetch_sub(1, Relaxed);
         }
         let is_future = matches!(target.deliver, crate::op_state::Deliver::Future);
         if is_future {
-            // Count it delivered before the waker runs, so a woken task that
-            // checks `pending()` sees it.
-            self.pending.fetch_sub(1, Relaxed);
+            self.add_delivered(1);
+        } else {
+            *done += 1;
         }
         if let Finish::Panicked(msg) = target.finish(result, resources) {
             self.panics.fetch_add(1, Relaxed);
             sh.report_panic(self.idx, &msg);
-        }
-        if !is_future {
-            self.pending.fetch_sub(1, Relaxed);
         }
     }
 

@@ -212,7 +212,7 @@ impl Engine {
                 in_flight: s.in_flight.load(Relaxed),
                 peak_in_flight: s.peak.load(Relaxed),
                 backlog: s.backlog_len.load(Relaxed),
-                pending: s.pending.load(Relaxed),
+                pending: s.pending(),
                 limit: s.limit.load(Relaxed),
                 batch: s.batch.load(Relaxed),
                 controller,

@@ -262,6 +262,11 @@ impl<T> AnyRing<T> {
         delegate!(self, r => r.now_ns())
     }
 
+    /// See [`Ring::token`].
+    pub fn token(&self, slot: SlotId) -> Option<&T> {
+        delegate!(self, r => r.token(slot))
+    }
+
     /// See [`Ring::submit`].
     pub fn submit(&mut self, op: Op, token: T) -> Result<SlotId, SubmitError<T>> {
         delegate!(self, r => r.submit(op, token))
@@ -359,5 +364,43 @@ impl<T> AnyRing<T> {
     /// See [`Ring::unregister_files`].
     pub fn unregister_files(&mut self) -> io::Result<()> {
         delegate!(self, r => r.unregister_files())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `token` lends the token of an op in flight, on both backends, and
+    /// nothing once its completion was reaped or for a stale id.
+    #[test]
+    fn token_is_lent_while_in_flight() {
+        for choice in [BackendChoice::Auto, BackendChoice::Blocking] {
+            let cfg = RingConfig {
+                sq_entries: 8,
+                batch_threshold: 8,
+                ..Default::default()
+            };
+            let mut r: AnyRing<u32> = match AnyRing::new(&cfg, choice) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("skipping {choice:?}: {e}");
+                    continue;
+                }
+            };
+            let id = r.submit(Op::Nop, 7).map_err(|e| e.kind).unwrap();
+            assert_eq!(r.token(id), Some(&7));
+            let mut out = Vec::new();
+            while out.is_empty() {
+                r.wait(1, Some(Duration::from_secs(5)), &mut out).unwrap();
+            }
+            assert_eq!(out[0].token, 7);
+            assert_eq!(r.token(id), None, "reaped: the slot is free");
+            let again = r.submit(Op::Nop, 8).map_err(|e| e.kind).unwrap();
+            assert_eq!(again.index(), id.index(), "the slot is reused");
+            assert_eq!(r.token(id), None, "a stale id lends nothing");
+            assert_eq!(r.token(again), Some(&8));
+            r.drain_for_shutdown(&mut out).unwrap();
+        }
     }
 }

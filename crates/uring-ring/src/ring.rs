@@ -221,6 +221,12 @@ impl<T> Ring<T> {
         self.slots.len()
     }
 
+    /// The token of the op in `slot`, while it is in flight (`None` once
+    /// its completion was reaped, or for a stale id).
+    pub fn token(&self, slot: SlotId) -> Option<&T> {
+        self.slots.get(slot).map(|f| &f.token)
+    }
+
     /// SQEs pushed but not yet handed to the kernel.
     pub fn queued(&self) -> u32 {
         self.queued

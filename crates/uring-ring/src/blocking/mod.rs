@@ -194,6 +194,11 @@ impl<T> BlockingRing<T> {
         self.supported &= !op.bit();
     }
 
+    /// See [`Ring::token`](crate::Ring::token).
+    pub fn token(&self, slot: SlotId) -> Option<&T> {
+        self.slots.get(slot).map(|e| &e.token)
+    }
+
     /// Most ops that can be in flight at once (slots).
     pub fn capacity(&self) -> u32 {
         self.slots.capacity()
