@@ -6,18 +6,24 @@ use crate::runner::TickPoint;
 /// True when `limit` is within `±tol` (fraction) of `best`, with at least
 /// ±1 of slack so small depths are not held to sub-integer precision.
 pub fn within(limit: f64, best: f64, tol: f64) -> bool {
-    (limit - best).abs() <= (tol * best).max(1.0)
+    within_band(limit, best, (tol, tol))
+}
+
+/// True when `limit` is within `best × [1 − below, 1 + above]`, with at
+/// least ±1 of slack.
+pub fn within_band(limit: f64, best: f64, (below, above): (f64, f64)) -> bool {
+    limit >= best - (below * best).max(1.0) && limit <= best + (above * best).max(1.0)
 }
 
 /// Time (s, measured from `from_s`) of the first tick from which the limit
-/// stays within `±tol` of `best` for `hold_s` seconds (or until `to_s`,
+/// stays within `band` of `best` (see [`within_band`]) for `hold_s` seconds (or until `to_s`,
 /// whichever is first, but at least one tick). `None` if it never does.
 pub fn converge_time(
     ticks: &[TickPoint],
     from_s: f64,
     to_s: f64,
     best: f64,
-    tol: f64,
+    band: (f64, f64),
     hold_s: f64,
 ) -> Option<f64> {
     let seg: Vec<&TickPoint> = ticks
@@ -26,7 +32,7 @@ pub fn converge_time(
         .collect();
     let mut start: Option<f64> = None;
     for p in &seg {
-        if within(f64::from(p.limit), best, tol) {
+        if within_band(f64::from(p.limit), best, band) {
             let s = *start.get_or_insert(p.t_s);
             if p.t_s - s >= hold_s - 1e-9 {
                 return Some((s - from_s).max(0.0));
@@ -37,6 +43,32 @@ pub fn converge_time(
     }
     // In band since `s` up to the end of the segment (shorter than hold_s).
     start.map(|s| (s - from_s).max(0.0))
+}
+
+/// The levels the controller *held*: every run of equal limits shorter than
+/// `min_ticks` ticks takes the last level held before it (the first tick's
+/// limit at the start). AIMD's paired trials toggle the limit in legs of
+/// 20–40 ms; those legs are measurements, not where the controller sits, and
+/// their cost shows in throughput and P99, which are measured on every op.
+/// Convergence, reaction, overshoot and backoffs are judged on held levels.
+pub fn held(ticks: &[TickPoint], min_ticks: usize) -> Vec<TickPoint> {
+    let mut out: Vec<TickPoint> = ticks.to_vec();
+    let mut level = ticks.first().map_or(0, |p| p.limit);
+    let mut i = 0;
+    while i < ticks.len() {
+        let mut j = i;
+        while j < ticks.len() && ticks[j].limit == ticks[i].limit {
+            j += 1;
+        }
+        if j - i >= min_ticks.max(1) {
+            level = ticks[i].limit;
+        }
+        for p in &mut out[i..j] {
+            p.limit = level;
+        }
+        i = j;
+    }
+    out
 }
 
 /// Mean of the values (0 when empty).
@@ -149,6 +181,9 @@ mod tests {
         assert!(!within(12.0, 10.0, 0.1));
         assert!(within(66.0, 72.0, 0.1));
         assert!(!within(64.0, 72.0, 0.1));
+        assert!(within_band(88.0, 72.0, (0.1, 0.25)));
+        assert!(!within_band(91.0, 72.0, (0.1, 0.25)));
+        assert!(!within_band(64.0, 72.0, (0.1, 0.25)));
     }
 
     #[test]
@@ -158,15 +193,15 @@ mod tests {
         let mut l = vec![40, 40, 40, 70, 70, 70, 30];
         l.extend(std::iter::repeat_n(71, 13));
         let s = series(&l, 0.1);
-        let t = converge_time(&s, 0.0, 2.0, 72.0, 0.1, 1.0).unwrap();
+        let t = converge_time(&s, 0.0, 2.0, 72.0, (0.1, 0.1), 1.0).unwrap();
         assert!((t - 0.8).abs() < 1e-9, "{t}");
         // Measured from a later segment start.
-        let t = converge_time(&s, 0.5, 2.0, 72.0, 0.1, 1.0).unwrap();
+        let t = converge_time(&s, 0.5, 2.0, 72.0, (0.1, 0.1), 1.0).unwrap();
         assert!((t - 0.3).abs() < 1e-9, "{t}");
         // Never in band.
-        assert_eq!(converge_time(&s, 0.0, 2.0, 20.0, 0.1, 1.0), None);
+        assert_eq!(converge_time(&s, 0.0, 2.0, 20.0, (0.1, 0.1), 1.0), None);
         // In band at the end for less than hold_s: counts from its start.
-        let t = converge_time(&s, 0.0, 1.0, 72.0, 0.1, 1.0).unwrap();
+        let t = converge_time(&s, 0.0, 1.0, 72.0, (0.1, 0.1), 1.0).unwrap();
         assert!((t - 0.8).abs() < 1e-9, "{t}");
     }
 
@@ -189,5 +224,22 @@ mod tests {
         assert_eq!(ticks_over(&s, 0.0, 1.0, 1000.0), 5);
         assert_eq!(peak_in_flight(&s, 0.0, 1.0), 45);
         assert_eq!(limits_in(&s, 0.15, 0.45), vec![20.0, 90.0, 72.0]);
+    }
+
+    #[test]
+    fn held_levels_ignore_short_legs() {
+        // 64 held, a trial toggling 64/128 in 2-tick legs, then 80 held.
+        let s = series(
+            &[64, 64, 64, 128, 128, 64, 64, 128, 128, 80, 80, 80, 80],
+            0.01,
+        );
+        let h: Vec<u32> = held(&s, 3).iter().map(|p| p.limit).collect();
+        assert_eq!(h, [64, 64, 64, 64, 64, 64, 64, 64, 64, 80, 80, 80, 80]);
+        assert_eq!(overshoot(&held(&s, 3), 0.0, 1.0, 64.0), 0.25);
+        assert_eq!(overshoot(&s, 0.0, 1.0, 64.0), 1.0);
+        // A short first run is held as it is (nothing before it).
+        let s = series(&[10, 20, 20, 20], 0.01);
+        let h: Vec<u32> = held(&s, 3).iter().map(|p| p.limit).collect();
+        assert_eq!(h, [10, 20, 20, 20]);
     }
 }

@@ -73,15 +73,21 @@ pub struct Scenario {
 
 /// Default P99 ceiling assumed when a scenario sets none (the AIMD default).
 pub const DEFAULT_CEILING: Duration = Duration::from_millis(10);
-/// Convergence band: ±10 % of the best depth.
-pub const CONVERGE_TOL: f64 = 0.10;
+/// Convergence band: from 10 % below to 25 % above the best depth. The best
+/// depth is the *smallest* reaching 97 % of the best throughput; a little
+/// deeper still gains a little throughput for a little latency (which the
+/// P99 criterion bounds), so the band is wider above than below.
+pub const CONVERGE_BAND: (f64, f64) = (0.10, 0.25);
 /// Reaction band after a step: ±25 % of the new best depth (issue 3's
 /// closed-loop band), held for [`CONVERGE_HOLD_S`].
 pub const REACT_TOL: f64 = 0.25;
 /// Convergence hold: the limit stays in the band this long.
 pub const CONVERGE_HOLD_S: f64 = 1.0;
+/// A limit counts as *held* once it lasts this long (s): shorter runs are
+/// AIMD's trial legs (see [`metrics::held`]).
+pub const HOLD_S: f64 = 0.1;
 /// The best depth is the smallest reaching this share of the best throughput.
-pub const KNEE_SHARE: f64 = 0.95;
+pub const KNEE_SHARE: f64 = 0.97;
 
 fn preset(name: &str) -> DeviceSpec {
     DeviceSpec::Model(DeviceParams::preset(name).unwrap_or_else(DeviceParams::nvme))
@@ -408,7 +414,7 @@ pub struct SweepPoint {
 /// The outcome of a Fixed sweep on one stationary segment.
 #[derive(Clone, Debug, Serialize)]
 pub struct BestFixed {
-    /// The best depth: the smallest whose throughput reaches 95 % of the
+    /// The best depth: the smallest whose throughput reaches 97 % of the
     /// best throughput among depths with P99 under the ceiling.
     pub depth: u32,
     /// The best throughput any eligible depth reached (the "best fixed"
@@ -428,7 +434,7 @@ const SWEEP_WARM_S: f64 = 0.2;
 
 /// Sweep `Fixed` depths on a stationary device (the segment's changes
 /// applied from t = 0): doublings until two in a row gain < 3 %, then a
-/// bisection for the smallest depth reaching 95 % of the best throughput.
+/// bisection for the smallest depth reaching 97 % of the best throughput.
 pub fn sweep(sc: &Scenario, seg: &Segment, seed: u64) -> Result<BestFixed, SimError> {
     let measure = sc.sweep_measure_s.max(0.1);
     let ceiling_us = sc.ceiling().as_secs_f64() * 1e6;
@@ -614,6 +620,13 @@ pub fn judge(sc: &Scenario, best: &[Option<BestFixed>], r: &RunResult) -> RunMet
     let ceiling_us = sc.ceiling().as_secs_f64() * 1e6;
     let mut out = Vec::new();
     let mut all = auraio_controller::HistogramSnapshot::default();
+    // Levels held for at least HOLD_S (see `metrics::held`).
+    let tick_s = match r.ticks.as_slice() {
+        [a, b, ..] => (b.t_s - a.t_s).max(1e-6),
+        _ => 0.01,
+    };
+    let hold_ticks = (HOLD_S / tick_s).round() as usize;
+    let held = metrics::held(&r.ticks, hold_ticks);
     for (i, seg) in segs.iter().enumerate() {
         let w = r.windows.get(i).cloned().unwrap_or_default();
         all.merge(&w.latency);
@@ -642,25 +655,25 @@ pub fn judge(sc: &Scenario, best: &[Option<BestFixed>], r: &RunResult) -> RunMet
             cov: metrics::cov(&lim),
             converge_s: best_depth.and_then(|d| {
                 metrics::converge_time(
-                    &r.ticks,
+                    &held,
                     seg.start_s,
                     seg.end_s,
                     d,
-                    CONVERGE_TOL,
+                    CONVERGE_BAND,
                     CONVERGE_HOLD_S,
                 )
             }),
             react_s: best_depth.and_then(|d| {
                 metrics::converge_time(
-                    &r.ticks,
+                    &held,
                     seg.start_s,
                     seg.end_s,
                     d,
-                    REACT_TOL,
+                    (REACT_TOL, REACT_TOL),
                     CONVERGE_HOLD_S,
                 )
             }),
-            overshoot: best_depth.map(|d| metrics::overshoot(&r.ticks, seg.start_s, seg.end_s, d)),
+            overshoot: best_depth.map(|d| metrics::overshoot(&held, seg.start_s, seg.end_s, d)),
             max_limit: lim.iter().fold(0.0, |a: f64, &b| a.max(b)) as u32,
             peak_in_flight: metrics::peak_in_flight(&r.ticks, seg.eval.0, seg.eval.1),
             ticks_over_ceiling: metrics::ticks_over(&r.ticks, seg.start_s, seg.end_s, ceiling_us),
@@ -698,7 +711,7 @@ pub fn judge(sc: &Scenario, best: &[Option<BestFixed>], r: &RunResult) -> RunMet
         react_never,
         cov: out.iter().map(|s| s.cov).fold(0.0, f64::max),
         overshoot: out.first().and_then(|s| s.overshoot),
-        backoffs: metrics::backoffs(&r.ticks, 0.0, sc.duration_s, 0.05),
+        backoffs: metrics::backoffs(&held, 0.0, sc.duration_s, 0.05),
         limit_over_peak: if max_peak > 0 {
             f64::from(max_limit) / f64::from(max_peak)
         } else {
@@ -760,16 +773,17 @@ fn failures(c: &Criteria, m: &RunMetrics) -> Vec<String> {
             }
         }
         let (limit, time, band) = if i == 0 {
-            (c.max_converge_s, s.converge_s, CONVERGE_TOL)
+            (c.max_converge_s, s.converge_s, CONVERGE_BAND)
         } else {
-            (c.max_react_s, s.react_s, REACT_TOL)
+            (c.max_react_s, s.react_s, (REACT_TOL, REACT_TOL))
         };
         if let (Some(max), Some(_)) = (limit, s.best_depth) {
             let what = if i == 0 { "convergence" } else { "reaction" };
             match time {
                 None => f.push(format!(
-                    "{tag}{what}: limit never stayed within ±{:.0} % of best depth {} for 1 s",
-                    band * 100.0,
+                    "{tag}{what}: limit never stayed within -{:.0} %..+{:.0} % of best depth {} for 1 s",
+                    band.0 * 100.0,
+                    band.1 * 100.0,
                     s.best_depth.unwrap_or(0)
                 )),
                 Some(t) if t > max => f.push(format!("{tag}{what} {t:.2} s > {max:.1} s")),

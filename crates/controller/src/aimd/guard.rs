@@ -1,0 +1,73 @@
+//! The latency guard's window: the histograms of the last few non-empty
+//! ticks since the last backoff.
+
+use crate::histogram::{percentile_of, HistogramSnapshot, NUM_BUCKETS};
+use std::collections::VecDeque;
+
+/// Most ticks the latency guard's window may span (when ticks are sparse).
+pub(crate) const MAX_GUARD_TICKS: usize = 256;
+
+/// The latency guard's window: the histograms of the last `keep` non-empty
+/// ticks, extended back until they hold `min` completions (at most
+/// [`MAX_GUARD_TICKS`]). Cleared by every backoff (and when the caller
+/// lowers the limits).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Guard {
+    /// Set by a backoff: judge again only once the window
+    /// holds `guard_ticks` ticks at the new limit (one cut per window of
+    /// evidence, so a device stall does not cut the limit tick after tick).
+    pub after_cut: bool,
+    /// The window's ticks, oldest first.
+    pub ticks: VecDeque<HistogramSnapshot>,
+    /// Running bucket sums of `ticks` (empty or `NUM_BUCKETS` long).
+    counts: Vec<u64>,
+    completions: u64,
+}
+
+impl Guard {
+    pub fn push(&mut self, h: &HistogramSnapshot, keep: usize, min: u64) {
+        if h.is_empty() {
+            return;
+        }
+        if self.counts.is_empty() {
+            self.counts = vec![0; NUM_BUCKETS];
+        }
+        for (a, b) in self.counts.iter_mut().zip(h.counts()) {
+            *a += *b;
+        }
+        self.ticks.push_back(h.clone());
+        self.completions += h.count();
+        while self.ticks.len() > keep.max(1) {
+            let front = self.ticks.front().map_or(0, |f| f.count());
+            if self.completions - front < min && self.ticks.len() <= MAX_GUARD_TICKS {
+                break;
+            }
+            if let Some(f) = self.ticks.pop_front() {
+                for (a, b) in self.counts.iter_mut().zip(f.counts()) {
+                    *a -= *b;
+                }
+                self.completions -= f.count();
+            }
+        }
+    }
+
+    /// The P99 of every tick in the window (the same value as merging them).
+    pub fn p99(&self, min: u64) -> Option<u64> {
+        self.percentile(min, 0.99)
+    }
+
+    pub fn percentile(&self, min: u64, q: f64) -> Option<u64> {
+        if self.completions < min.max(1) {
+            return None;
+        }
+        let lo = self.ticks.iter().map(|t| t.min_ns()).min().unwrap_or(0);
+        let hi = self.ticks.iter().map(|t| t.max_ns()).max().unwrap_or(0);
+        Some(percentile_of(&self.counts, self.completions, lo, hi, q))
+    }
+
+    pub fn clear(&mut self) {
+        self.ticks.clear();
+        self.counts.clear();
+        self.completions = 0;
+    }
+}

@@ -1,0 +1,255 @@
+//! PROBING: a sequence of paired trials ([`super::trial`]) that brackets
+//! the knee.
+//!
+//! * **Climb**: trial `(l, l × step)`; while the higher limit wins, move up
+//!   and try again with `climb_factor`. The last level that lost against a
+//!   higher one is the bracket's *bottom*.
+//! * **Descend**: the current level is the bracket's *top* (nothing above
+//!   it paid). With a bottom known, try the geometric middle of the
+//!   bracket; without one, `top × descend_factor`. A lower level that holds
+//!   the throughput becomes the top, one that loses becomes the bottom.
+//!   Probing ends at the top once `top / bottom ≤ bracket_ratio` (or at the
+//!   minimum).
+//!
+//! Big steps first, because a trial's cost grows as its step shrinks: it
+//! must resolve a throughput difference of `gain_epsilon × ln(hi/lo)`
+//! against the device's noise.
+
+use super::trial::{Trial, Verdict};
+use super::{Aimd, AimdPhase};
+use crate::sample::Sample;
+use std::time::Duration;
+
+/// Where a periodic re-probe came from: (phase, limit, time in that phase).
+pub(super) type Origin = (AimdPhase, u32, Duration);
+
+/// Which way a probe is going.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    /// Trials `(limit, limit × step)`: is more depth worth it?
+    Climb,
+    /// Trials `(lower, limit)`: is less depth as good?
+    Descend,
+}
+
+/// A probe in progress: the running trial and the bracket so far.
+#[derive(Clone, Debug)]
+pub(super) struct Probe {
+    trial: Trial,
+    dir: Direction,
+    /// A periodic re-probe's origin: where it returns when it moves nothing.
+    origin: Option<Origin>,
+    /// The limit the probe started from (for the reasons).
+    from: u32,
+    /// Highest level known to lose throughput against a higher one.
+    bottom: Option<u32>,
+}
+
+impl Probe {
+    /// Feeds one tick that had no completions (a stall's time still counts
+    /// in the leg it fell into; it never ends a leg).
+    pub(super) fn feed_empty(&mut self, secs: f64) {
+        self.trial.feed(0, secs);
+    }
+}
+
+impl Aimd {
+    /// The highest limit a probe may try now.
+    fn top(&self) -> u32 {
+        let cap = self.cap().unwrap_or(u32::MAX);
+        cap.min(self.limits.max_in_flight)
+            .max(self.limits.min_in_flight)
+    }
+
+    /// `l × f`, at least `additive_increase` more, at most [`Aimd::top`].
+    fn grown(&self, l: u32, f: f64) -> u32 {
+        let g = (f64::from(l) * f).ceil().min(f64::from(u32::MAX)) as u32;
+        g.max(l.saturating_add(self.cfg.additive_increase))
+            .min(self.top())
+    }
+
+    fn prefix(&self) -> &'static str {
+        match self.probe.as_ref().and_then(|p| p.origin) {
+            Some(_) => "re-probe: ",
+            None => "",
+        }
+    }
+
+    /// Starts probing from the current limit with a climb trial of `step`.
+    pub(super) fn start_probe(&mut self, step: f64, origin: Option<Origin>, why: String) {
+        self.enter(AimdPhase::Probing, why);
+        self.probe_elapsed = Duration::ZERO;
+        let from = self.limit;
+        self.climb(from, step, origin, from, None);
+    }
+
+    /// A climb trial `(from, from × step)`, or the end of probing when
+    /// `from` is already at the top.
+    fn climb(
+        &mut self,
+        from: u32,
+        step: f64,
+        origin: Option<Origin>,
+        start: u32,
+        bottom: Option<u32>,
+    ) {
+        let hi = self.grown(from, step);
+        if hi <= from {
+            let what = if self.cap().is_some_and(|c| c < self.limits.max_in_flight) {
+                "the cap below the limit that last violated the latency target"
+            } else {
+                "the maximum in-flight limit"
+            };
+            self.conclude(
+                from,
+                origin,
+                format!("probing reached {what} ({from}); holding"),
+            );
+            return;
+        }
+        self.probe = Some(Probe {
+            trial: Trial::new(from, hi, false, self.cfg.trial_rules()),
+            dir: Direction::Climb,
+            origin,
+            from: start,
+            bottom,
+        });
+        self.set_limit(from);
+        self.reason = format!("{}climb trial {from} vs {hi}", self.prefix());
+    }
+
+    /// The next descend trial below `top` (nothing above `top` paid), or
+    /// the end of probing at `top`.
+    fn descend(
+        &mut self,
+        top: u32,
+        origin: Option<Origin>,
+        start: u32,
+        bottom: Option<u32>,
+        why: String,
+    ) {
+        let min = self.limits.min_in_flight;
+        let lo = match bottom {
+            Some(b) if f64::from(top) <= f64::from(b.max(1)) * self.cfg.bracket_ratio => {
+                self.conclude(
+                    top,
+                    origin,
+                    format!("{why}; settled at {top} (bracket {b}..{top}, from {start})"),
+                );
+                return;
+            }
+            Some(b) => (f64::from(b.max(1)) * f64::from(top)).sqrt().round() as u32,
+            None => (f64::from(top) * self.cfg.descend_factor).floor() as u32,
+        };
+        let lo = lo
+            .min(top.saturating_sub(self.cfg.additive_increase))
+            .max(bottom.map_or(min, |b| b.saturating_add(1)))
+            .max(min);
+        if lo >= top {
+            self.conclude(
+                top,
+                origin,
+                format!("{why}; settled at {top} (from {start})"),
+            );
+            return;
+        }
+        self.probe = Some(Probe {
+            trial: Trial::new(lo, top, true, self.cfg.trial_rules()),
+            dir: Direction::Descend,
+            origin,
+            from: start,
+            bottom,
+        });
+        self.set_limit(top);
+        self.reason = format!("{why}; descend trial {lo} vs {top}");
+    }
+
+    /// Probing is over at `limit`: back to the origin's phase when a
+    /// re-probe moved nothing, otherwise settle into STEADY.
+    fn conclude(&mut self, limit: u32, origin: Option<Origin>, why: String) {
+        self.probe = None;
+        self.reprobe_every = Duration::from_millis(self.cfg.reprobe_ms).max(self.probe_elapsed * 4);
+        self.set_limit(limit);
+        if let Some((ph, l0, el)) = origin {
+            if self.limit == l0 {
+                let (reference, ewx, ewp, w) = (
+                    self.reference,
+                    self.ewma_x,
+                    self.ewma_p99,
+                    self.windows_in_phase,
+                );
+                self.enter(
+                    ph,
+                    format!(
+                        "{why}; re-probe found no better limit, {} at {l0}",
+                        ph.as_str()
+                    ),
+                );
+                self.phase_elapsed = el;
+                self.reference = reference;
+                self.ewma_x = ewx;
+                self.ewma_p99 = ewp;
+                self.windows_in_phase = w.max(self.cfg.change_windows);
+                return;
+            }
+        }
+        self.settle(AimdPhase::Steady, why);
+    }
+
+    /// One non-empty tick of a running probe (it ran at the trial's
+    /// current limit).
+    pub(super) fn probe_tick(&mut self, sample: &Sample) {
+        let app_limited = self.app_limited(sample);
+        let Some(p) = self.probe.as_mut() else {
+            return;
+        };
+        let (dir, origin, start, bottom) = (p.dir, p.origin, p.from, p.bottom);
+        let (lo, hi) = (p.trial.lo, p.trial.hi);
+        if app_limited {
+            // The app does not use the limit: no point growing (or going
+            // back up); see whether it needs even the lower one.
+            let why = format!(
+                "app-limited: peak in-flight {} of limit {}, no backlog",
+                sample.in_flight_peak, self.limit
+            );
+            self.descend(lo, origin, start, None, why);
+            return;
+        }
+        if !p
+            .trial
+            .feed(sample.completions, sample.interval.as_secs_f64())
+        {
+            return;
+        }
+        let how = p.trial.describe();
+        let Some(verdict) = p.trial.verdict() else {
+            let next = p.trial.limit();
+            self.set_limit(next);
+            self.reason = format!("{}trial {lo} vs {hi}: {how}", self.prefix());
+            return;
+        };
+        match (dir, verdict) {
+            (Direction::Climb, Verdict::HiWins) => {
+                let why = format!("{hi} beat {lo} ({how})");
+                if hi >= self.top() {
+                    self.conclude(hi, origin, format!("{why}; at the top {hi}"));
+                } else {
+                    self.climb(hi, self.cfg.climb_factor, origin, start, Some(lo));
+                    self.reason = format!("{why}; {}", self.reason);
+                }
+            }
+            (Direction::Climb, Verdict::LoHolds) => {
+                let why = format!("{hi} bought nothing over {lo} ({how})");
+                self.descend(lo, origin, start, bottom, why);
+            }
+            (Direction::Descend, Verdict::HiWins) => {
+                let why = format!("{lo} lost throughput against {hi} ({how})");
+                self.descend(hi, origin, start, Some(lo), why);
+            }
+            (Direction::Descend, Verdict::LoHolds) => {
+                let why = format!("{lo} held the throughput of {hi} ({how})");
+                self.descend(lo, origin, start, bottom, why);
+            }
+        }
+    }
+}

@@ -1,0 +1,657 @@
+//! Unit tests of [`Aimd`]: one per phase transition and rule, on
+//! noise-free and noisy synthetic devices.
+
+use super::*;
+use crate::histogram::HistogramSnapshot;
+
+const MS10: Duration = Duration::from_millis(10);
+
+/// A noise-free window: `completions` ops at `lat_us`, Little's-law
+/// in-flight, the given peak and backlog.
+fn win(now_ms: u64, completions: u64, lat_us: u64, peak: u32, backlog: u32) -> Sample {
+    let mut s = Sample {
+        now: Duration::from_millis(now_ms),
+        interval: MS10,
+        completions,
+        bytes: completions * 4096,
+        in_flight_peak: peak,
+        backlog,
+        enter_calls: completions.div_ceil(8),
+        sqes_submitted: completions,
+        ..Sample::default()
+    };
+    s.latency.record_n(lat_us * 1000, completions);
+    s.in_flight_avg = s.latency.sum_ns() as f64 / 1e9 / s.interval.as_secs_f64();
+    s
+}
+
+/// Knee-at-`k` device with `base_us` latency, closed loop, at limit `l`.
+fn device(now_ms: u64, l: u32, k: u32, base_us: u64) -> Sample {
+    let qd = l as f64;
+    let lat = (base_us as f64 * (qd / k as f64).max(1.0)).round() as u64;
+    let x = qd.min(k as f64) / (base_us as f64 * 1e-6);
+    win(now_ms, (x * 0.01).round() as u64, lat, l, 100)
+}
+
+/// A soft knee like this machine's virtio disk: `x = x_max · l / (l + k)`,
+/// latency by Little's law.
+fn soft(now_ms: u64, l: u32, k: f64, x_max: f64) -> Sample {
+    let qd = f64::from(l);
+    let x = x_max * qd / (qd + k);
+    let lat_us = (qd / x * 1e6).round().max(1.0) as u64;
+    win(now_ms, (x * 0.01).round() as u64, lat_us, l, 100)
+}
+
+struct Driver {
+    c: Aimd,
+    t: u64,
+}
+
+impl Driver {
+    fn new(cfg: AimdConfig, limits: Limits) -> Self {
+        Driver {
+            c: Aimd::new(cfg, limits),
+            t: 0,
+        }
+    }
+    fn step(&mut self, mut f: impl FnMut(u64, u32) -> Sample) -> Decision {
+        self.t += 10;
+        let s = f(self.t, self.c.current().in_flight_limit);
+        self.c.tick(&s)
+    }
+    fn until(&mut self, phase: AimdPhase, max_ticks: u32, mut f: impl FnMut(u64, u32) -> Sample) {
+        for _ in 0..max_ticks {
+            if self.c.phase() == phase {
+                return;
+            }
+            self.step(&mut f);
+        }
+        assert_eq!(self.c.phase(), phase, "{:?}", self.c.state());
+    }
+    /// Runs until probing is over (settled, steady or converged).
+    fn until_settled(&mut self, max_ticks: u32, mut f: impl FnMut(u64, u32) -> Sample) {
+        self.until(AimdPhase::Probing, max_ticks, &mut f);
+        for _ in 0..max_ticks {
+            self.step(&mut f);
+            if !matches!(self.c.phase(), AimdPhase::Probing | AimdPhase::Backoff) {
+                return;
+            }
+        }
+        panic!("still probing: {:?}", self.c.state());
+    }
+}
+
+fn knee64(t: u64, l: u32) -> Sample {
+    device(t, l, 64, 100)
+}
+
+fn limits() -> Limits {
+    Limits::new(1, 256, 4)
+}
+
+fn no_reprobe() -> AimdConfig {
+    AimdConfig {
+        reprobe_ms: 0,
+        ..AimdConfig::default()
+    }
+}
+
+#[test]
+fn defaults_are_the_spec() {
+    let c = AimdConfig::default();
+    assert_eq!(c.tick_ms, 10);
+    assert_eq!(c.baseline_ticks, 10);
+    assert_eq!(c.additive_increase, 1);
+    assert_eq!(c.climb_factor, 2.0);
+    assert_eq!(c.descend_factor, 0.8);
+    assert_eq!(c.gain_epsilon, 0.05);
+    assert_eq!(c.backoff_factor, 0.8);
+    assert_eq!(c.latency_guard_mult, 10.0);
+    assert_eq!(c.p99_ceiling_us, 10_000);
+    assert_eq!(c.settle_ms, 100);
+    assert_eq!(c.converge_ms, 5_000);
+    assert_eq!(c.min_window_completions, 20);
+    assert_eq!(c.target_sqes_per_enter, 8);
+    assert!(c.validate().is_ok());
+    let j = serde_json::to_string(&c).unwrap();
+    assert_eq!(serde_json::from_str::<AimdConfig>(&j).unwrap(), c);
+}
+
+#[test]
+fn bad_config_is_reported_and_sanitized() {
+    let bad = AimdConfig {
+        backoff_factor: f64::NAN,
+        climb_factor: 0.5,
+        additive_increase: 0,
+        ..AimdConfig::default()
+    };
+    let e = bad.validate().unwrap_err();
+    assert!(e.contains("additive_increase"), "{e}");
+    let a = Aimd::new(bad, limits());
+    assert_eq!(a.config().backoff_factor, 0.8);
+    assert_eq!(a.config().climb_factor, 2.0);
+    assert_eq!(a.config().additive_increase, 1);
+    let e = AimdConfig {
+        gain_epsilon: 1.5,
+        ..AimdConfig::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(e.contains("gain_epsilon"), "{e}");
+}
+
+#[test]
+fn baseline_holds_then_starts_a_climb_trial() {
+    let mut d = Driver::new(AimdConfig::default(), limits());
+    assert_eq!(d.c.phase(), AimdPhase::Baseline);
+    for _ in 0..9 {
+        assert_eq!(d.step(knee64).in_flight_limit, 4);
+        assert_eq!(d.c.phase(), AimdPhase::Baseline);
+    }
+    assert!(d.c.baseline_p99_ns().is_none());
+    let dec = d.step(knee64);
+    assert_eq!(d.c.phase(), AimdPhase::Probing);
+    assert_eq!(d.c.baseline_p99_ns(), Some(100_000));
+    // The trial's first leg runs at the current limit, then at x2.
+    assert_eq!(dec.in_flight_limit, 4, "{:?}", d.c.state());
+    assert!(d.c.state().reason.contains("4 vs 8"), "{:?}", d.c.state());
+    d.step(knee64);
+    assert_eq!(d.step(knee64).in_flight_limit, 8);
+}
+
+#[test]
+fn low_iops_windows_accumulate() {
+    // 5 completions per tick: a window needs 4 ticks (20 completions).
+    let mut d = Driver::new(AimdConfig::default(), limits());
+    let slow = |t, l| win(t, 5, 10_000, l, 10);
+    for i in 0..39 {
+        d.step(slow);
+        assert_eq!(d.c.phase(), AimdPhase::Baseline, "tick {i}");
+    }
+    d.step(slow);
+    assert_eq!(d.c.phase(), AimdPhase::Probing, "10 windows of 4 ticks");
+}
+
+#[test]
+fn climbs_by_doubling_then_descends_to_the_knee_then_steady_and_converged() {
+    let mut d = Driver::new(no_reprobe(), limits());
+    let mut seen = vec![];
+    d.until(AimdPhase::Probing, 20, knee64);
+    for _ in 0..2000 {
+        d.step(knee64);
+        seen.push(d.c.current().in_flight_limit);
+        if d.c.phase() != AimdPhase::Probing {
+            break;
+        }
+    }
+    assert_eq!(d.c.phase(), AimdPhase::Settling, "{:?}", d.c.state());
+    for l in [8, 16, 32, 64, 128] {
+        assert!(seen.contains(&l), "climb never tried {l}: {seen:?}");
+    }
+    let knee = d.c.current().in_flight_limit;
+    assert!((64..=80).contains(&knee), "knee {knee}: {:?}", d.c.state());
+    assert!(
+        d.c.state().reason.contains("lost throughput"),
+        "{:?}",
+        d.c.state()
+    );
+    // On a clean device each trial needs only its minimum pairs.
+    assert!(seen.len() < 200, "{} ticks of probing", seen.len());
+    for _ in 0..9 {
+        d.step(knee64);
+        assert_eq!(d.c.phase(), AimdPhase::Settling);
+    }
+    d.step(knee64);
+    assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
+    for _ in 0..499 {
+        d.step(knee64);
+        assert_eq!(d.c.phase(), AimdPhase::Steady);
+        assert_eq!(d.c.current().in_flight_limit, knee);
+    }
+    d.step(knee64);
+    assert_eq!(d.c.phase(), AimdPhase::Converged, "{:?}", d.c.state());
+    assert_eq!(d.c.current().in_flight_limit, knee);
+}
+
+#[test]
+fn a_soft_knee_settles_within_a_few_percent_of_the_best_throughput() {
+    // x = x_max · l / (l + 8): 95 % of x_max needs 152, 90 % needs 72.
+    // With epsilon 0.05 the limit lands where the elasticity k/(l+k) is
+    // about 5 %: throughput within ~5-10 % of the best.
+    let dev = |t, l| soft(t, l, 8.0, 100_000.0);
+    let mut d = Driver::new(no_reprobe(), Limits::new(1, 1024, 16));
+    d.until_settled(3000, dev);
+    let l = d.c.current().in_flight_limit;
+    let share = f64::from(l) / (f64::from(l) + 8.0);
+    assert!(
+        share >= 0.88,
+        "limit {l} gives {share:.3} of the best: {:?}",
+        d.c.state()
+    );
+    assert!(l <= 400, "limit {l} far past the knee: {:?}", d.c.state());
+}
+
+#[test]
+fn a_flat_device_never_climbs_and_walks_down() {
+    // Something else caps concurrency at 10: in-flight never follows the
+    // limit, throughput is flat: the climb's first trial loses, and the
+    // descent stops where it would cost throughput (never: down to 10-ish).
+    let capped = |t, l: u32| win(t, 1000, 100, l.min(10), 50);
+    let mut d = Driver::new(no_reprobe(), Limits::new(1, 256, 40));
+    d.until_settled(2000, capped);
+    assert!(d.c.current().in_flight_limit < 40, "{:?}", d.c.state());
+}
+
+#[test]
+fn probing_reaches_the_maximum_and_holds() {
+    // A device that scales forever: limit stops at max, then steady.
+    let lin = |t, l: u32| device(t, l, 10_000, 100);
+    let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 40, 4));
+    d.until_settled(1000, lin);
+    assert_eq!(d.c.current().in_flight_limit, 40);
+    assert!(d.c.state().reason.contains("top"), "{:?}", d.c.state());
+    d.until(AimdPhase::Steady, 20, lin);
+}
+
+#[test]
+fn from_above_the_knee_it_walks_down_to_it() {
+    let knee8 = |t, l| device(t, l, 8, 100);
+    let mut d = Driver::new(no_reprobe(), Limits::new(1, 256, 64));
+    let mut saw_descend = false;
+    d.until(AimdPhase::Probing, 20, knee8);
+    for _ in 0..2000 {
+        d.step(knee8);
+        saw_descend |= d.c.state().reason.contains("descend trial");
+        if d.c.phase() != AimdPhase::Probing {
+            break;
+        }
+    }
+    assert!(saw_descend);
+    let l = d.c.current().in_flight_limit;
+    assert!((8..=10).contains(&l), "limit {l}: {:?}", d.c.state());
+}
+
+#[test]
+fn drift_is_not_mistaken_for_gain() {
+    // Throughput at any depth swings ±30 % in slow waves (a shared disk):
+    // paired legs cancel it, and probing still lands near the knee.
+    let wave = |t: u64, l: u32| {
+        let f = 1.0 + 0.3 * ((t as f64) / 700.0).sin();
+        let mut s = device(t, l, 32, 100);
+        s.completions = (s.completions as f64 * f).round() as u64;
+        s
+    };
+    for initial in [4, 100] {
+        let mut d = Driver::new(no_reprobe(), Limits::new(1, 256, initial));
+        d.until_settled(3000, wave);
+        let l = d.c.current().in_flight_limit;
+        assert!(
+            (28..=48).contains(&l),
+            "from {initial}: limit {l}: {:?}",
+            d.c.state()
+        );
+    }
+}
+
+/// The real virtio disk here: per-tick completions swing widely (CV ≈ 0.3,
+/// some empty ticks while ops are in flight), the ring is always full.
+fn noisy(rng: &mut u64, spread: f64, clean: Sample, l: u32) -> Sample {
+    *rng = rng
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    let u = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+    let f = if u < 0.03 {
+        0.0
+    } else {
+        1.0 - spread + 2.0 * spread * (u - 0.03) / 0.97
+    };
+    let lat_us = clean.latency.p50_ns().div_ceil(1000).max(1);
+    win(
+        clean.now.as_millis() as u64,
+        (clean.completions as f64 * f).round() as u64,
+        lat_us,
+        l,
+        100,
+    )
+}
+
+#[test]
+fn noisy_throughput_still_finds_the_knee() {
+    for seed in 1..=4u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut d = Driver::new(no_reprobe(), Limits::new(1, 256, 16));
+        d.until_settled(5000, |t, l| {
+            let clean = device(t, l, 64, 500);
+            noisy(&mut rng, 0.5, clean, l)
+        });
+        let l = d.c.current().in_flight_limit;
+        assert!(
+            (48..=128).contains(&l),
+            "seed {seed}: limit {l}: {:?}",
+            d.c.state()
+        );
+    }
+}
+
+#[test]
+fn ceiling_violation_backs_off_at_once_and_probing_respects_the_cap() {
+    let cfg = AimdConfig {
+        p99_ceiling_us: 1_000,
+        ..AimdConfig::default()
+    };
+    let mut d = Driver::new(cfg, Limits::new(1, 256, 50));
+    // Scales forever, but latency grows with depth: 20 µs per op in
+    // flight, so 1 ms at 50.
+    let dev = |t, l: u32| win(t, 40 * u64::from(l), 20 * u64::from(l) + 1, l, 100);
+    d.step(dev); // 1001 µs > 1000 µs: violation on the very first tick
+    assert_eq!(d.c.phase(), AimdPhase::Backoff);
+    assert_eq!(d.c.current().in_flight_limit, 40);
+    assert_eq!(d.c.cap(), Some(49));
+    assert!(d.c.state().reason.contains("ceiling"), "{:?}", d.c.state());
+    d.step(dev);
+    assert_eq!(d.c.phase(), AimdPhase::Settling);
+    // no baseline yet -> warm up again after settling, then probe
+    d.until(AimdPhase::Baseline, 20, dev);
+    d.until(AimdPhase::Probing, 20, dev);
+    d.until_settled(1000, dev);
+    assert_eq!(d.c.current().in_flight_limit, 49, "{:?}", d.c.state());
+    assert!(d.c.state().reason.contains("top"), "{:?}", d.c.state());
+}
+
+#[test]
+fn the_limit_recovers_its_pre_spike_level_after_a_latency_spike() {
+    // Issue 7: inject a sustained latency spike (every op 20 ms: above the
+    // 10 ms ceiling) for 1 s, then the device is back to normal. The
+    // guard cuts during the spike; the cap expires `cap_ms` after the last
+    // violation and a re-probe climbs back to the knee.
+    let cfg = AimdConfig {
+        cap_ms: 1_000,
+        reprobe_ms: 500,
+        ..AimdConfig::default()
+    };
+    let mut d = Driver::new(cfg, Limits::new(1, 256, 16));
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Steady, 20, knee64);
+    let before = d.c.current().in_flight_limit;
+    assert!(before >= 64, "{:?}", d.c.state());
+    let t0 = d.t;
+    let spike = |t: u64, l: u32| {
+        if t < t0 + 1000 {
+            win(t, 200, 20_000, l, 100)
+        } else {
+            knee64(t, l)
+        }
+    };
+    let mut lowest = before;
+    while d.t < t0 + 1000 {
+        d.step(spike);
+        lowest = lowest.min(d.c.current().in_flight_limit);
+    }
+    assert!(lowest < before / 2, "the spike must cut: lowest {lowest}");
+    // Within 8 s of the spike's end the limit is back near the knee.
+    let mut back = None;
+    while d.t < t0 + 9000 {
+        d.step(spike);
+        if d.c.current().in_flight_limit >= before * 9 / 10
+            && matches!(d.c.phase(), AimdPhase::Steady | AimdPhase::Converged)
+        {
+            back = Some(d.t - t0);
+            break;
+        }
+    }
+    assert!(
+        back.is_some(),
+        "never recovered from {lowest} to {before}: {:?}",
+        d.c.state()
+    );
+}
+
+#[test]
+fn the_latency_guard_scales_with_depth_over_the_baseline() {
+    let mut d = Driver::new(AimdConfig::default(), limits());
+    d.until(AimdPhase::Probing, 20, knee64);
+    assert_eq!(d.c.baseline_p99_ns(), Some(100_000));
+    // At the baseline's limit (4): 10 x 100 µs.
+    assert_eq!(d.c.current().in_flight_limit, 4);
+    assert_eq!(d.c.latency_threshold_ns(), 1_000_000);
+    let before = d.c.current().in_flight_limit;
+    d.step(|t, l| win(t, 500, 1_001, l, 10));
+    assert_eq!(d.c.phase(), AimdPhase::Backoff);
+    assert!(d.c.current().in_flight_limit < before);
+    assert!(
+        d.c.state().reason.contains("baseline guard"),
+        "{:?}",
+        d.c.state()
+    );
+    // At 8 x the baseline's limit the guard allows 8 x as much (Little's law).
+    let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 32));
+    d.until(AimdPhase::Probing, 20, knee64);
+    d.c.set_limits(Limits::new(1, 256, 32));
+    assert_eq!(d.c.latency_threshold_ns(), 1_000_000);
+    let mut d2 = d.c.clone();
+    d2.set_limit(256);
+    assert_eq!(d2.latency_threshold_ns(), 8_000_000);
+}
+
+#[test]
+fn steady_reprobes_when_throughput_rises_or_falls_and_follows_the_device() {
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Steady, 20, knee64);
+    let l = d.c.current().in_flight_limit;
+    // The device gets twice as fast with its knee at 128: throughput
+    // rises materially.
+    let bigger = |t, l: u32| device(t, l, 128, 50);
+    d.until(AimdPhase::Probing, 20, bigger);
+    assert!(d.c.state().reason.contains("rose"), "{:?}", d.c.state());
+    d.until_settled(2000, bigger);
+    let up = d.c.current().in_flight_limit;
+    assert!(up >= 128 && up > l, "{l} -> {up}: {:?}", d.c.state());
+    d.until(AimdPhase::Steady, 20, bigger);
+    // Capacity drops to a knee of 32: throughput falls materially.
+    let smaller = |t, l: u32| device(t, l, 32, 200);
+    d.until(AimdPhase::Probing, 20, smaller);
+    assert!(d.c.state().reason.contains("fell"), "{:?}", d.c.state());
+    d.until_settled(3000, smaller);
+    let down = d.c.current().in_flight_limit;
+    assert!(
+        (32..=40).contains(&down),
+        "{up} -> {down}: {:?}",
+        d.c.state()
+    );
+}
+
+#[test]
+fn converged_reprobes_when_p99_moves() {
+    let cfg = AimdConfig {
+        converge_ms: 200,
+        reprobe_ms: 0,
+        ..AimdConfig::default()
+    };
+    let mut d = Driver::new(cfg, limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Converged, 300, knee64);
+    // same throughput, P99 three times higher (below the guard)
+    let spiky = |t, l: u32| {
+        let mut s = knee64(t, l);
+        let n = s.completions;
+        s.latency = HistogramSnapshot::default();
+        s.latency.record_n(100_000, n - n / 20);
+        s.latency.record_n(300_000, n / 20);
+        s
+    };
+    d.until(AimdPhase::Probing, 10, spiky);
+    assert!(d.c.state().reason.contains("P99 rose"), "{:?}", d.c.state());
+}
+
+#[test]
+fn a_periodic_reprobe_that_finds_nothing_returns_to_converged() {
+    let cfg = AimdConfig {
+        converge_ms: 300,
+        reprobe_ms: 1_000,
+        ..AimdConfig::default()
+    };
+    let mut d = Driver::new(cfg, limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Converged, 300, knee64);
+    let l = d.c.current().in_flight_limit;
+    // The next re-probe comes after reprobe_ms or 4x the last probe's time.
+    d.until(AimdPhase::Probing, 800, knee64);
+    assert!(
+        d.c.state().reason.contains("periodic re-probe"),
+        "{:?}",
+        d.c.state()
+    );
+    let mut tried = vec![];
+    for _ in 0..500 {
+        d.step(knee64);
+        tried.push(d.c.current().in_flight_limit);
+        if d.c.phase() != AimdPhase::Probing {
+            break;
+        }
+    }
+    assert_eq!(d.c.phase(), AimdPhase::Converged, "{:?}", d.c.state());
+    assert_eq!(d.c.current().in_flight_limit, l);
+    assert!(
+        tried.iter().any(|&x| x > l),
+        "never tried above {l}: {tried:?}"
+    );
+    assert!(
+        tried.iter().any(|&x| x < l),
+        "never tried below {l}: {tried:?}"
+    );
+}
+
+#[test]
+fn empty_windows_never_change_anything_but_timers() {
+    let mut d = Driver::new(AimdConfig::default(), limits());
+    d.until(AimdPhase::Probing, 20, knee64);
+    let before = d.c.current();
+    for i in 0..100 {
+        let empty = Sample {
+            now: Duration::from_millis(1000 + i * 10),
+            interval: MS10,
+            in_flight_peak: 5,
+            backlog: 3,
+            ..Sample::default()
+        };
+        assert_eq!(d.c.tick(&empty), before);
+        assert_eq!(d.c.tick(&Sample::default()), before);
+    }
+}
+
+#[test]
+fn no_growth_when_the_app_does_not_use_the_limit() {
+    let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 32));
+    // the app keeps at most 8 in flight (fewer if the limit is lower) and
+    // never queues more than the limit leaves
+    let app = |t, l: u32| {
+        let n = l.min(8);
+        win(t, 100 * u64::from(n), 100, n, u32::from(l < 8) * (8 - n))
+    };
+    let mut highest = 0;
+    for _ in 0..1000 {
+        highest = highest.max(d.step(app).in_flight_limit);
+    }
+    assert!(highest <= 40, "grew past one re-probe step: {highest}");
+    let l = d.c.current().in_flight_limit;
+    assert!(
+        (8..=16).contains(&l),
+        "a re-probe walks down toward what the app uses: {:?}",
+        d.c.state()
+    );
+}
+
+#[test]
+fn at_the_minimum_a_violation_changes_nothing() {
+    let mut d = Driver::new(AimdConfig::default(), Limits::new(4, 256, 4));
+    let dev = |t, l| win(t, 100, 50_000, l, 10);
+    for _ in 0..50 {
+        assert_eq!(d.step(dev).in_flight_limit, 4);
+    }
+    assert!(d.c.state().reason.contains("minimum"), "{:?}", d.c.state());
+}
+
+#[test]
+fn runtime_setters() {
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Steady, 20, knee64);
+    d.c.set_limits(Limits::new(2, 20, 4));
+    assert_eq!(d.c.current().in_flight_limit, 20);
+    d.c.set_limits(Limits::new(30, 40, 30));
+    assert_eq!(d.c.current().in_flight_limit, 30);
+    d.c.set_limits(Limits::new(1, 256, 4));
+    d.c.set_p99_ceiling(Duration::from_micros(50));
+    assert_eq!(d.c.latency_threshold_ns(), 50_000);
+    d.step(knee64);
+    assert_eq!(d.c.phase(), AimdPhase::Backoff);
+    assert_eq!(d.c.current().in_flight_limit, 24);
+    // Limits changed in the middle of a trial end the trial.
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until(AimdPhase::Probing, 20, knee64);
+    d.c.set_limits(Limits::new(1, 6, 4));
+    assert_eq!(d.c.phase(), AimdPhase::Settling);
+    for _ in 0..100 {
+        assert!(d.step(knee64).in_flight_limit <= 6);
+    }
+}
+
+#[test]
+fn batch_aims_at_eight_sqes_per_enter_within_a_quarter_of_the_limit() {
+    let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 64));
+    assert_eq!(d.c.current().batch_threshold, 8);
+    // only 2 SQEs per enter: the threshold grows (up to limit/4 = 16)
+    let sparse = |t, l: u32| {
+        let mut s = knee64(t, l);
+        s.enter_calls = s.completions / 2;
+        s
+    };
+    for _ in 0..9 {
+        d.step(sparse);
+    }
+    let b = d.c.current();
+    assert_eq!(b.in_flight_limit, 64, "still in baseline");
+    assert_eq!(b.batch_threshold, 16, "{b:?}");
+    // 32 per enter: it shrinks
+    let dense = |t, l: u32| {
+        let mut s = knee64(t, l);
+        s.enter_calls = s.completions / 32;
+        s
+    };
+    for _ in 0..40 {
+        d.step(dense);
+    }
+    assert_eq!(d.c.current().batch_threshold, 1);
+    let small = Aimd::new(AimdConfig::default(), Limits::new(1, 256, 2));
+    assert_eq!(small.current().batch_threshold, 1);
+}
+
+#[test]
+fn one_stalled_tick_is_not_congestion_but_a_sustained_rise_is() {
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Steady, 20, knee64);
+    let l = d.c.current().in_flight_limit;
+    for _ in 0..30 {
+        d.step(knee64);
+    }
+    // One tick where 1.5 % of the ops took 3 ms (a device stall): that
+    // tick's own P99 is 3 ms > 10 x 100 µs, the guard window's is not.
+    let stalled = |t, l: u32| {
+        let mut s = knee64(t, l);
+        let n = s.completions;
+        s.latency = HistogramSnapshot::default();
+        s.latency.record_n(100_000, n - n * 3 / 200);
+        s.latency.record_n(3_000_000, n * 3 / 200);
+        s
+    };
+    assert!(stalled(0, l).latency.p99_ns() > 1_000_000);
+    d.step(stalled);
+    assert_ne!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+    assert!(d.c.current().in_flight_limit >= l);
+    // Every op far slower from now on: backoff on the first such tick.
+    let t = d.c.latency_threshold_ns() / 1000 + 1;
+    d.step(|tt, l| win(tt, 6000, t, l, 100));
+    assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+}
