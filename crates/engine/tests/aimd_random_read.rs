@@ -1,11 +1,13 @@
 //! A real workload: random 4 KiB O_DIRECT reads on a few hundred MiB file
-//! with far more demand than the starting limit. The AIMD controller must
-//! move the in-flight limit up from where it starts (toward the device's
-//! knee). Only the direction is asserted (the controller raised the limit
-//! above its start during the run), never timings or where it settles: on
-//! this shared disk neighbours change the best depth from run to run.
+//! with far more demand than the starting limit. The AIMD controller, from
+//! the engine's default start (16), must settle the in-flight limit above
+//! where it started: toward the device's knee (this machine's disk
+//! saturates near QD 64). Only the direction is asserted (a settled level
+//! above the start; a trial leg alone does not count), never timings or
+//! exactly where it settles: on this shared disk neighbours change the
+//! best depth from run to run. `cargo xtask bench` shows where it lands.
 //!
-//! `AURAIO_AIMD_FILE_MIB` (default 256) and `AURAIO_AIMD_SECS` (default 3)
+//! `AURAIO_AIMD_FILE_MIB` (default 256) and `AURAIO_AIMD_SECS` (default 5)
 //! scale it.
 
 use std::fs::{File, OpenOptions};
@@ -70,7 +72,7 @@ fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
     let secs: u64 = std::env::var("AURAIO_AIMD_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("random.dat");
     {
@@ -92,13 +94,8 @@ fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
             return;
         }
     };
-    // Start at the bottom (QD 1), far below the knee: any device with
-    // internal parallelism serves more at 2 than at 1, so the climb is
-    // visible even when neighbours make the disk slow and noisy (this shared
-    // disk varies between ~4k and ~80k IOPS at QD 64).
     let engine = Engine::builder()
         .rings(1)
-        .initial_in_flight(1)
         .reaper(ReaperMode::Never)
         .build()
         .unwrap();
@@ -122,10 +119,19 @@ fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
     let mut next_mark = Duration::ZERO;
     let mut last_done = 0;
     let mut max_limit = initial;
+    // The highest level the controller settled at (steady or converged).
+    let mut settled = 0;
     while start.elapsed() < Duration::from_secs(secs) {
         engine.wait(Some(Duration::from_millis(5))).unwrap();
         // Every few ms: catch each probe, not only the 250 ms marks.
-        max_limit = max_limit.max(engine.in_flight_limit(0).unwrap());
+        let l = engine.in_flight_limit(0).unwrap();
+        max_limit = max_limit.max(l);
+        if matches!(
+            engine.stats().rings[0].phase.as_str(),
+            "steady" | "converged"
+        ) {
+            settled = settled.max(l);
+        }
         if start.elapsed() >= next_mark {
             let done = ctx.done.load(Ordering::Relaxed);
             let st = engine.stats();
@@ -148,7 +154,8 @@ fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
     }
     let st = engine.stats();
     println!(
-        "largest limit {max_limit}, final limit {final_limit}, completions {}, p99 {} us",
+        "largest limit {max_limit}, highest settled {settled}, final limit {final_limit}, \
+         completions {}, p99 {} us",
         st.total.completions,
         st.total.p99_ns / 1000
     );
@@ -159,7 +166,8 @@ fn aimd_limit_rises_from_its_start_under_random_direct_reads() {
     );
     assert!(ctx.done.load(Ordering::Relaxed) > 100, "the workload ran");
     assert!(
-        max_limit > initial,
-        "the limit never rose above its start ({initial}): {trajectory:?}"
+        settled > initial,
+        "the limit never settled above its start ({initial}; highest settled {settled}): \
+         {trajectory:?}"
     );
 }
