@@ -645,7 +645,7 @@ impl Engine {
             Err((work, e)) => {
                 let op = match work {
                     Work::Single { op, .. } => op,
-                    Work::Linked { first, .. } => first.0,
+                    Work::Linked(p) => p.first.0,
                 };
                 let op = if shortened {
                     crate::fault::unshorten_op(op)
@@ -693,15 +693,12 @@ impl Engine {
         let (conv_a, conv_b) = (first.conv, second.conv);
         let (ca, ta) = self.target(idx, da(conv_a), &first.op, false);
         let (cb, tb) = self.target(idx, db(conv_b), &second.op, false);
-        let work = Work::Linked {
-            first: (first.op, ta),
-            second: (second.op, tb),
-        };
+        let work = Work::linked((first.op, ta), (second.op, tb));
         match shard.submit(sh, work) {
             Ok(()) => Ok((ca, cb)),
             Err((work, e)) => {
                 let (oa, ob) = match work {
-                    Work::Linked { first, second } => (first.0, second.0),
+                    Work::Linked(p) => (p.first.0, p.second.0),
                     // Not produced for linked work; keep the buffers anyway.
                     Work::Single { op, .. } => (op, auraio_ring::Op::Nop),
                 };

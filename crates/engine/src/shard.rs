@@ -29,10 +29,22 @@ pub(crate) enum Work {
         target: Target,
         timeout: Option<Duration>,
     },
-    Linked {
-        first: (Op, Target),
-        second: (Op, Target),
-    },
+    /// Boxed: links are rare, and every move of a `Work` on the common
+    /// path copies the size of its largest variant.
+    Linked(Box<Pair>),
+}
+
+/// Two linked ops (`IOSQE_IO_LINK`), in order.
+pub(crate) struct Pair {
+    pub(crate) first: (Op, Target),
+    pub(crate) second: (Op, Target),
+}
+
+impl Work {
+    /// Two linked ops.
+    pub(crate) fn linked(first: (Op, Target), second: (Op, Target)) -> Self {
+        Work::Linked(Box::new(Pair { first, second }))
+    }
 }
 
 impl Work {
@@ -46,8 +58,8 @@ impl Work {
         };
         match self {
             Work::Single { target, .. } => one(target),
-            Work::Linked { first, second } => {
-                let (a, b) = (one(&first.1), one(&second.1));
+            Work::Linked(p) => {
+                let (a, b) = (one(&p.first.1), one(&p.second.1));
                 (a.0 + b.0, a.1 + b.1)
             }
         }
@@ -64,8 +76,8 @@ impl Work {
     fn contains(&self, ctl: &Arc<OpCtl>) -> bool {
         match self {
             Work::Single { target, .. } => Arc::ptr_eq(&target.ctl, ctl),
-            Work::Linked { first, second } => {
-                Arc::ptr_eq(&first.1.ctl, ctl) || Arc::ptr_eq(&second.1.ctl, ctl)
+            Work::Linked(p) => {
+                Arc::ptr_eq(&p.first.1.ctl, ctl) || Arc::ptr_eq(&p.second.1.ctl, ctl)
             }
         }
     }
@@ -78,7 +90,8 @@ impl Work {
                 result: Err(e),
                 resources: op_into_resources(op),
             }),
-            Work::Linked { first, second } => {
+            Work::Linked(p) => {
+                let Pair { first, second } = *p;
                 out.push(Failed {
                     target: first.1,
                     result: Err(clone_error(&e)),
@@ -405,7 +418,7 @@ impl Shard {
                     },
                 )
             }),
-            Work::Linked { first, second } => check(&first.0).or_else(|| check(&second.0)),
+            Work::Linked(p) => check(&p.first.0).or_else(|| check(&p.second.0)),
         }
     }
 
@@ -451,10 +464,11 @@ impl Shard {
                     }
                 }
             }
-            Work::Linked {
-                first: (op1, t1),
-                second: (op2, t2),
-            } => {
+            Work::Linked(p) => {
+                let Pair {
+                    first: (op1, t1),
+                    second: (op2, t2),
+                } = *p;
                 let inf = ring.in_flight();
                 stamp(&t1, inf);
                 stamp(&t2, inf + 1);
@@ -484,10 +498,7 @@ impl Shard {
                                 io::Error::other("linked submit lost its second op"),
                             ));
                         };
-                        let w = Work::Linked {
-                            first: (op, token),
-                            second,
-                        };
+                        let w = Work::linked((op, token), second);
                         match kind {
                             SubmitErrorKind::Full => Err(PushErr::Full(w)),
                             k => Err(PushErr::Failed(w, kind_error(k))),

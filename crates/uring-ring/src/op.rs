@@ -349,7 +349,7 @@ impl Op {
     /// will touch into a [`Held`] that the slot keeps until the CQE.
     ///
     /// Call [`validate`](Self::validate) first.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn into_sqe(self) -> (squeue::Entry, Held) {
         macro_rules! with_fd {
             ($fd:expr, |$f:ident| $body:expr) => {

@@ -105,7 +105,7 @@ pub(crate) enum Held {
 impl Held {
     /// Converts into what the caller gets back, recording how many bytes a
     /// read produced. Must only be called after the op's CQE arrived.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn into_resources(self, result: i32) -> Resources {
         let done = if result > 0 { result as usize } else { 0 };
         match self {
