@@ -66,6 +66,7 @@ pub struct EngineBuilder {
     pub(crate) tick: Duration,
     pub(crate) reaper: ReaperMode,
     pub(crate) eventfd: bool,
+    pub(crate) timed_waits: bool,
     pub(crate) backend: BackendChoice,
     pub(crate) fault: Option<FaultInjector>,
     pub(crate) fault_plan: Option<FaultPlan>,
@@ -90,6 +91,7 @@ impl fmt::Debug for EngineBuilder {
             .field("tick", &self.tick)
             .field("reaper", &self.reaper)
             .field("eventfd", &self.eventfd)
+            .field("timed_waits", &self.timed_waits)
             .field("backend", &self.backend)
             .field("fault_injector", &self.fault.is_some())
             .field("fault_plan", &self.fault_plan)
@@ -125,6 +127,7 @@ impl Default for EngineBuilder {
             tick: DEFAULT_TICK,
             reaper: ReaperMode::default(),
             eventfd: false,
+            timed_waits: true,
             backend: BackendChoice::Auto,
             fault: None,
             fault_plan: None,
@@ -260,6 +263,16 @@ impl EngineBuilder {
     /// ([`Engine::eventfd`]), for reactor integration (default off).
     pub fn eventfd(mut self, on: bool) -> Self {
         self.eventfd = on;
+        self
+    }
+
+    /// `false`: behave as on a kernel without timed waits in io_uring
+    /// (`IORING_FEAT_EXT_ARG`, before Linux 5.11) even where they exist, to
+    /// test that path. There, [`Engine::wait`] and the reaper threads poll
+    /// in short sleeps instead of blocking in the kernel with a timeout.
+    /// Default `true` (use them when the kernel has them).
+    pub fn timed_waits(mut self, on: bool) -> Self {
+        self.timed_waits = on;
         self
     }
 

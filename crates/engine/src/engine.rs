@@ -27,6 +27,23 @@ use crate::shard::{Shard, Work};
 const REAPER_WAIT: Duration = Duration::from_millis(50);
 /// Longest single block in [`Engine::wait`] before re-checking all rings.
 const WAIT_SLICE: Duration = Duration::from_millis(20);
+/// How long `Engine::wait` sleeps between polls on a kernel without timed
+/// waits (no `IORING_FEAT_EXT_ARG`, before Linux 5.11).
+const UNTIMED_SLICE: Duration = Duration::from_micros(200);
+
+/// Blocks on `waiter` until a completion may be ready or `slice` passed.
+/// On a kernel without timed waits (before Linux 5.11) it cannot block in
+/// the kernel with a timeout, so it sleeps a short while instead, as the
+/// reapers do: the caller polls again either way.
+fn block_on_ring(waiter: &auraio_ring::Waiter, slice: Duration) -> io::Result<()> {
+    match waiter.wait(1, Some(slice)) {
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+            thread::sleep(slice.min(UNTIMED_SLICE));
+            Ok(())
+        }
+        r => r,
+    }
+}
 /// Block slice when several rings have ops in flight (the caller can only
 /// block on one ring at a time).
 const MULTI_RING_SLICE: Duration = Duration::from_millis(1);
@@ -409,6 +426,7 @@ impl Engine {
                 sqpoll_idle: b.sqpoll.then_some(b.sqpoll_idle),
                 batch_threshold: b.batch_threshold.unwrap_or(8).max(1),
                 eventfd: b.eventfd,
+                timed_waits: b.timed_waits,
             };
             let ring: AnyRing<Target> = AnyRing::new(&cfg, b.backend)?;
             let cap = ring.capacity();
@@ -1159,7 +1177,7 @@ impl Engine {
                 Some(only) if more == 0 => {
                     // Block in the kernel (never busy-peek): GETEVENTS runs
                     // completion work and returns when a CQE is posted.
-                    only.waiter.wait(1, Some(remaining.min(WAIT_SLICE)))?;
+                    block_on_ring(&only.waiter, remaining.min(WAIT_SLICE))?;
                 }
                 Some(_) => {
                     // Several rings busy: block on each in turn, briefly.
@@ -1170,7 +1188,7 @@ impl Engine {
                         .filter(|s| s.in_flight.load(Ordering::Relaxed) > 0)
                         .nth(c)
                     {
-                        s.waiter.wait(1, Some(remaining.min(MULTI_RING_SLICE)))?;
+                        block_on_ring(&s.waiter, remaining.min(MULTI_RING_SLICE))?;
                     }
                 }
             }

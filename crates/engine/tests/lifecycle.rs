@@ -806,3 +806,51 @@ fn limit_setters_apply_the_controllers_batch_at_once() {
     e.run_until_idle().unwrap();
     assert_eq!(done.load(Ordering::Relaxed), 5);
 }
+
+#[test]
+fn wait_degrades_on_kernels_without_timed_waits() {
+    // As on Linux < 5.11 (no IORING_FEAT_EXT_ARG): `wait` with a timeout
+    // must block by polling in short sleeps, not fail with Unsupported.
+    use std::io::Write;
+    for reaper in [ReaperMode::Never, ReaperMode::Always] {
+        let e = Engine::builder()
+            .rings(1)
+            .queue_depth(16)
+            .timed_waits(false)
+            .reaper(reaper)
+            .build()
+            .unwrap();
+        // A read from a socket with no data stays in flight until written.
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = Arc::clone(&got);
+        e.read(&a, Vec::with_capacity(4), 0, move |r, buf| {
+            assert_eq!(r.unwrap(), 4);
+            *g.lock().unwrap() = buf;
+        })
+        .unwrap();
+        assert_eq!(e.pending(), 1);
+        // Nothing can complete: it waits out its timeout and reports 0.
+        assert_eq!(
+            e.wait(Some(Duration::from_millis(20))).unwrap(),
+            0,
+            "{reaper:?}"
+        );
+        b.write_all(b"ping").unwrap();
+        while e.pending() > 0 {
+            e.wait(Some(Duration::from_millis(50))).unwrap();
+        }
+        assert_eq!(*got.lock().unwrap(), b"ping", "{reaper:?}");
+        // With nothing pending it returns at once.
+        assert_eq!(e.wait(Some(Duration::from_millis(50))).unwrap(), 0);
+        if reaper == ReaperMode::Always {
+            // Futures, driven by the reaper thread on the same fallback.
+            let f = e.read_at(&a, Vec::with_capacity(4), 0);
+            b.write_all(b"pong").unwrap();
+            let (r, buf) = futures::executor::block_on(f);
+            assert_eq!(r.unwrap(), 4);
+            assert_eq!(buf, b"pong");
+        }
+        e.run_until_idle().unwrap();
+    }
+}

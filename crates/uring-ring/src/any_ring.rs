@@ -403,4 +403,36 @@ mod tests {
             r.drain_for_shutdown(&mut out).unwrap();
         }
     }
+
+    /// `timed_waits: false` behaves as a kernel without
+    /// `IORING_FEAT_EXT_ARG`: timed waits are refused, untimed ones and the
+    /// shutdown drain still work.
+    #[test]
+    fn without_timed_waits_timeouts_are_refused() {
+        let cfg = RingConfig {
+            sq_entries: 8,
+            timed_waits: false,
+            ..Default::default()
+        };
+        let mut r: AnyRing<u32> = match AnyRing::new(&cfg, BackendChoice::IoUring) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("skipping: io_uring unavailable: {e}");
+                return;
+            }
+        };
+        let w = r.waiter();
+        let e = w.wait(1, Some(Duration::from_millis(1))).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        let mut out = Vec::new();
+        r.submit(Op::Nop, 1).map_err(|e| e.kind).unwrap();
+        let e = r
+            .wait(1, Some(Duration::from_millis(1)), &mut out)
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(r.wait(1, None, &mut out).unwrap(), 1);
+        r.submit(Op::Nop, 2).map_err(|e| e.kind).unwrap();
+        r.drain_for_shutdown(&mut out).unwrap();
+        assert_eq!(out.iter().map(|c| c.token).collect::<Vec<_>>(), [1, 2]);
+    }
 }

@@ -31,6 +31,14 @@ pub struct RingConfig {
     /// Register an eventfd that the kernel signals on every completion, so a
     /// thread can wait on several rings at once (`epoll`/`poll` on it).
     pub eventfd: bool,
+    /// Use the kernel's timed waits (`IORING_FEAT_EXT_ARG`, Linux 5.11+)
+    /// when it has them (default `true`). `false` behaves as on an older
+    /// kernel: [`Ring::wait`](crate::Ring::wait) and
+    /// [`Waiter::wait`](crate::Waiter::wait) with a timeout return
+    /// `Unsupported`, and shutdown drains without kernel timeouts. Meant
+    /// for testing callers' fallbacks on a new kernel. The blocking
+    /// backend ignores it (its waits are always timed).
+    pub timed_waits: bool,
 }
 
 impl Default for RingConfig {
@@ -41,6 +49,7 @@ impl Default for RingConfig {
             sqpoll_idle: None,
             batch_threshold: 8,
             eventfd: false,
+            timed_waits: true,
         }
     }
 }

@@ -150,7 +150,7 @@ impl<T> Ring<T> {
         let params = ring.params();
         let sq_entries = params.sq_entries();
         let cq_entries = params.cq_entries();
-        let ext_arg = params.is_feature_ext_arg();
+        let ext_arg = params.is_feature_ext_arg() && cfg.timed_waits;
         let capacity = sq_entries.min(cq_entries / 2).max(1);
         let supported = probe::supported_ops(&ring);
         let waiter = Waiter::new(ring.as_raw_fd(), ext_arg)?;
