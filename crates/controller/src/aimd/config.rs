@@ -120,7 +120,7 @@ impl Default for AimdConfig {
             backoff_factor: 0.8,
             latency_guard_mult: 10.0,
             p99_ceiling_us: 10_000,
-            cap_ms: 10_000,
+            cap_ms: 2_000,
             settle_ms: 100,
             converge_ms: 5_000,
             app_limited_fraction: 0.75,

@@ -177,11 +177,18 @@ impl Aimd {
 
     /// The latency (ns) above which the guard's P99 is a violation: the
     /// ceiling, or `latency_guard_mult ×` the baseline P99 scaled by how
-    /// far the limit is above the baseline's limit, whichever is lower.
+    /// far the limit (during a trial: its higher limit) is above the
+    /// baseline's limit, whichever is lower.
     pub fn latency_threshold_ns(&self) -> u64 {
         let mut t = self.ceiling_ns.max(1);
         if let Some(b) = self.baseline_p99 {
-            let depth = (f64::from(self.limit) / f64::from(self.baseline_limit.max(1))).max(1.0);
+            // During a trial the guard window mixes both levels' ops: judge
+            // them by the higher one.
+            let deepest = self
+                .probe
+                .as_ref()
+                .map_or(self.limit, |p| p.hi().max(self.limit));
+            let depth = (f64::from(deepest) / f64::from(self.baseline_limit.max(1))).max(1.0);
             let g = b.max(1_000) as f64 * self.cfg.latency_guard_mult * depth;
             t = t.min(g.min(u64::MAX as f64) as u64);
         }

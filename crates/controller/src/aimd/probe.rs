@@ -46,6 +46,11 @@ pub(super) struct Probe {
 }
 
 impl Probe {
+    /// The running trial's higher limit.
+    pub(super) fn hi(&self) -> u32 {
+        self.trial.hi
+    }
+
     /// Feeds one tick that had no completions (a stall's time still counts
     /// in the leg it fell into; it never ends a leg).
     pub(super) fn feed_empty(&mut self, secs: f64) {

@@ -408,14 +408,15 @@ fn the_limit_recovers_its_pre_spike_level_after_a_latency_spike() {
 
 #[test]
 fn the_latency_guard_scales_with_depth_over_the_baseline() {
-    let mut d = Driver::new(AimdConfig::default(), limits());
+    let mut d = Driver::new(no_reprobe(), limits());
     d.until(AimdPhase::Probing, 20, knee64);
     assert_eq!(d.c.baseline_p99_ns(), Some(100_000));
-    // At the baseline's limit (4): 10 x 100 µs.
+    // The first trial is 4 vs 8: its ops are judged by the higher limit,
+    // 10 x 100 µs x 8/4.
     assert_eq!(d.c.current().in_flight_limit, 4);
-    assert_eq!(d.c.latency_threshold_ns(), 1_000_000);
+    assert_eq!(d.c.latency_threshold_ns(), 2_000_000);
     let before = d.c.current().in_flight_limit;
-    d.step(|t, l| win(t, 500, 1_001, l, 10));
+    d.step(|t, l| win(t, 500, 2_001, l, 10));
     assert_eq!(d.c.phase(), AimdPhase::Backoff);
     assert!(d.c.current().in_flight_limit < before);
     assert!(
@@ -423,14 +424,18 @@ fn the_latency_guard_scales_with_depth_over_the_baseline() {
         "{:?}",
         d.c.state()
     );
-    // At 8 x the baseline's limit the guard allows 8 x as much (Little's law).
-    let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 32));
-    d.until(AimdPhase::Probing, 20, knee64);
-    d.c.set_limits(Limits::new(1, 256, 32));
-    assert_eq!(d.c.latency_threshold_ns(), 1_000_000);
-    let mut d2 = d.c.clone();
-    d2.set_limit(256);
-    assert_eq!(d2.latency_threshold_ns(), 8_000_000);
+    // Settled at 64 (16 x the baseline's limit): the guard allows 16 x
+    // as much (Little's law), but never more than the ceiling (10 ms).
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Steady, 20, knee64);
+    let l = d.c.current().in_flight_limit;
+    let expect = (1_000_000 * u64::from(l) / 4).min(10_000_000);
+    assert!(
+        d.c.latency_threshold_ns().abs_diff(expect) <= 1,
+        "{} vs {expect} at {l}",
+        d.c.latency_threshold_ns()
+    );
 }
 
 #[test]
