@@ -2,7 +2,8 @@
 //! the knee.
 //!
 //! * **Climb**: trial `(l, l × step)`; while the higher limit wins, move up
-//!   and try again with `climb_factor`. The last level that lost against a
+//!   and try again: with `climb_factor` while the elasticity was ≥ 0.5,
+//!   with down to `√climb_factor` as it falls toward 0.25. The last level that lost against a
 //!   higher one is the bracket's *bottom*.
 //! * **Descend**: the current level is the bracket's *top* (nothing above
 //!   it paid). With a bottom known, try the geometric middle of the
@@ -227,6 +228,7 @@ impl Aimd {
             return;
         }
         let how = p.trial.describe();
+        let e = p.trial.elasticity().map_or(1.0, |(e, _)| e);
         let Some(verdict) = p.trial.verdict() else {
             let next = p.trial.limit();
             self.set_limit(next);
@@ -239,7 +241,11 @@ impl Aimd {
                 if hi >= self.top() {
                     self.conclude(hi, origin, format!("{why}; at the top {hi}"));
                 } else {
-                    self.climb(hi, self.cfg.climb_factor, origin, start, Some(lo));
+                    // Full steps while throughput still scales well; half
+                    // steps (in log terms) once the gain is flattening,
+                    // so the next trial overshoots the knee less.
+                    let f = self.cfg.climb_factor.powf((2.0 * e).clamp(0.5, 1.0));
+                    self.climb(hi, f, origin, start, Some(lo));
                     self.reason = format!("{why}; {}", self.reason);
                 }
             }
