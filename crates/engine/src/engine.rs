@@ -660,7 +660,8 @@ impl Engine {
             },
         ) {
             Ok(()) => Ok(ctl),
-            Err((work, e)) => {
+            Err(refused) => {
+                let (work, e) = *refused;
                 let op = match work {
                     Work::Single { op, .. } => op,
                     Work::Linked(p) => p.first.0,
@@ -714,7 +715,8 @@ impl Engine {
         let work = Work::linked((first.op, ta), (second.op, tb));
         match shard.submit(sh, work) {
             Ok(()) => Ok((ca, cb)),
-            Err((work, e)) => {
+            Err(refused) => {
+                let (work, e) = *refused;
                 let (oa, ob) = match work {
                     Work::Linked(p) => (p.first.0, p.second.0),
                     // Not produced for linked work; keep the buffers anyway.

@@ -133,12 +133,19 @@ struct HeldQueue {
     closed: bool,
 }
 
+/// Why [`Shard::push`] gave work back. Boxed in its `Result`: the error is
+/// rare, and a small `Result` comes back in registers instead of through
+/// the stack on every push.
 enum PushErr {
     /// No slot now: keep it in the backlog.
     Full(Work),
     /// Refused for good.
     Failed(Work, io::Error),
 }
+
+/// Work [`Shard::submit`] did not accept, with the reason (boxed, as
+/// [`PushErr`]).
+pub(crate) type Refused = Box<(Work, io::Error)>;
 
 pub(crate) struct Core {
     pub(crate) ring: AnyRing<Target>,
@@ -342,16 +349,16 @@ impl Shard {
     /// parks it in the FIFO backlog. `Err` means it was not accepted (the
     /// caller gets the work back; no callback will run).
     #[allow(clippy::result_large_err)]
-    pub(crate) fn submit(&self, sh: &Shared, work: Work) -> Result<(), (Work, io::Error)> {
+    pub(crate) fn submit(&self, sh: &Shared, work: Work) -> Result<(), Refused> {
         let mut failed = Vec::new();
         {
             let mut core = self.lock();
             if core.closed {
-                return Err((work, crate::error::shutdown_error()));
+                return Err(Box::new((work, crate::error::shutdown_error())));
             }
             // Unsupported ops fail synchronously rather than later.
             if let Some(e) = self.unsupported(&core, &work) {
-                return Err((work, e));
+                return Err(Box::new((work, e)));
             }
             let (fixed_bufs, fixed_files) = work.fixed_uses();
             let ops = work.ops();
@@ -359,8 +366,10 @@ impl Shard {
             if core.backlog.is_empty() && self.busy(&core) < limit {
                 match self.push(sh, &mut core, work) {
                     Ok(()) => {}
-                    Err(PushErr::Full(w)) => core.backlog.push_back(w),
-                    Err(PushErr::Failed(w, e)) => return Err((w, e)),
+                    Err(p) => match *p {
+                        PushErr::Full(w) => core.backlog.push_back(w),
+                        PushErr::Failed(w, e) => return Err(Box::new((w, e))),
+                    },
                 }
                 // Keep the device busy: if nothing is in the kernel, submit
                 // now instead of waiting for the batch to fill. Only while
@@ -424,7 +433,7 @@ impl Shard {
 
     /// Hands one unit of work to the ring (under the ring lock).
     #[allow(clippy::result_large_err)]
-    fn push(&self, sh: &Shared, core: &mut Core, work: Work) -> Result<(), PushErr> {
+    fn push(&self, sh: &Shared, core: &mut Core, work: Work) -> Result<(), Box<PushErr>> {
         let ring = &mut core.ring;
         // Traced ops only: stamp the push for the trace record.
         let stamp = |t: &Target, in_flight: u32| {
@@ -458,8 +467,8 @@ impl Shard {
                             timeout,
                         };
                         match kind {
-                            SubmitErrorKind::Full => Err(PushErr::Full(w)),
-                            k => Err(PushErr::Failed(w, kind_error(k))),
+                            SubmitErrorKind::Full => Err(Box::new(PushErr::Full(w))),
+                            k => Err(Box::new(PushErr::Failed(w, kind_error(k)))),
                         }
                     }
                 }
@@ -493,15 +502,15 @@ impl Shard {
                                 target: token,
                                 timeout: None,
                             };
-                            return Err(PushErr::Failed(
+                            return Err(Box::new(PushErr::Failed(
                                 w,
                                 io::Error::other("linked submit lost its second op"),
-                            ));
+                            )));
                         };
                         let w = Work::linked((op, token), second);
                         match kind {
-                            SubmitErrorKind::Full => Err(PushErr::Full(w)),
-                            k => Err(PushErr::Failed(w, kind_error(k))),
+                            SubmitErrorKind::Full => Err(Box::new(PushErr::Full(w))),
+                            k => Err(Box::new(PushErr::Failed(w, kind_error(k)))),
                         }
                     }
                 }
@@ -543,11 +552,13 @@ impl Shard {
             };
             match self.push(sh, core, work) {
                 Ok(()) => {}
-                Err(PushErr::Full(w)) => {
-                    core.backlog.push_front(w);
-                    break;
-                }
-                Err(PushErr::Failed(w, e)) => w.into_failed(e, failed),
+                Err(p) => match *p {
+                    PushErr::Full(w) => {
+                        core.backlog.push_front(w);
+                        break;
+                    }
+                    PushErr::Failed(w, e) => w.into_failed(e, failed),
+                },
             }
         }
     }
