@@ -4,14 +4,55 @@
 //! ±10 % of its final value until the end of the run. For a series of
 //! `(time, limit)` points this is the time of the first point of the longest
 //! suffix whose every point lies in `[0.9 * final, 1.1 * final]`.
+//!
+//! The series is first reduced to the levels the controller *held*
+//! ([`held_levels`]): AIMD's paired trials toggle the limit in legs of
+//! 20–40 ms around where it sits, and a periodic re-probe is not a change
+//! of mind. The same rule judges the simulator's scenarios.
 
 use std::time::Duration;
 
 /// Relative band around the final value.
 pub const BAND: f64 = 0.10;
 
-/// Time to converge of a `(time, value)` series (see the module docs).
-/// `None` for an empty series.
+/// A value counts as held once it lasts this long.
+pub const HOLD: Duration = Duration::from_millis(100);
+
+/// The series with every run of equal values that lasts less than `min`
+/// replaced by the last value held before it (the first value at the
+/// start). A run lasts from its first point to the first point after it.
+pub fn held_levels(series: &[(Duration, f64)], min: Duration) -> Vec<(Duration, f64)> {
+    let mut out = series.to_vec();
+    let Some(&(_, first)) = series.first() else {
+        return out;
+    };
+    let mut level = first;
+    let mut i = 0;
+    while i < series.len() {
+        let mut j = i;
+        while j < series.len() && series[j].1 == series[i].1 {
+            j += 1;
+        }
+        let end = series.get(j).map_or(series[j - 1].0, |p| p.0);
+        if end.saturating_sub(series[i].0) >= min || j == series.len() {
+            level = series[i].1;
+        }
+        for p in &mut out[i..j] {
+            p.1 = level;
+        }
+        i = j;
+    }
+    out
+}
+
+/// Time to converge of a limit series: [`converge_time`] of its
+/// [`held_levels`] (see the module docs).
+pub fn converge_time_held(series: &[(Duration, f64)]) -> Option<Duration> {
+    converge_time(&held_levels(series, HOLD))
+}
+
+/// Time to converge of a `(time, value)` series: the start of the longest
+/// suffix within the band around the final value. `None` for an empty series.
 pub fn converge_time(series: &[(Duration, f64)]) -> Option<Duration> {
     let &(_, last) = series.last()?;
     let tol = BAND * last.abs();
@@ -48,6 +89,22 @@ mod tests {
             (70, 64.0),
         ]);
         assert_eq!(converge_time(&series), Some(Duration::from_millis(30)));
+    }
+
+    #[test]
+    fn trial_legs_are_not_held_levels() {
+        // Held at 64, a trial toggling 64/128 in 20 ms legs, then 64 again:
+        // converged at the start. A 300 ms stay at 40 is a held level.
+        let mut pts = vec![(0, 64.0), (100, 64.0)];
+        for (k, t) in (200..400).step_by(20).enumerate() {
+            pts.push((t, if k % 2 == 0 { 128.0 } else { 64.0 }));
+        }
+        pts.push((400, 64.0));
+        pts.push((500, 64.0));
+        assert_eq!(converge_time_held(&s(&pts)), Some(Duration::from_millis(0)));
+        assert_eq!(converge_time(&s(&pts)), Some(Duration::from_millis(380)));
+        let held = held_levels(&s(&[(0, 64.0), (100, 40.0), (400, 64.0)]), HOLD);
+        assert_eq!(held[1].1, 40.0);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::converge::converge_time;
+use crate::converge::converge_time_held;
 use crate::driver::{Driver, LiveStats};
 use crate::summary::{fmt_count, fmt_ns, RunResult, TimelinePoint};
 
@@ -103,7 +103,7 @@ pub fn run(
     } else {
         report.limit_series
     };
-    result.converge = converge_time(&series);
+    result.converge = converge_time_held(&series);
     result.limit_series = series;
     Ok((result, report.notes))
 }

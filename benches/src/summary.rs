@@ -242,7 +242,7 @@ impl RunResult {
         };
         let _ = writeln!(
             o,
-            "  controller: final in-flight limit={}, batch={}, time to converge={} (limit within ±10% of its final value from then on)",
+            "  controller: final in-flight limit={}, batch={}, time to converge={} (held limit within ±10% of its final value from then on; trial legs < 100 ms not counted)",
             self.final_limit, self.final_batch, conv
         );
         for r in &self.ring_lines {
