@@ -402,7 +402,9 @@ impl Shard {
             }
             self.mirror(&core);
         }
-        self.deliver_failed(sh, failed);
+        if !failed.is_empty() {
+            self.deliver_failed(sh, failed);
+        }
         Ok(())
     }
 

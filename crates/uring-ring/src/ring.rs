@@ -617,6 +617,7 @@ impl<T> Ring<T> {
 
     // ----- internals --------------------------------------------------
 
+    #[inline(always)]
     fn check_op(&self, op: &Op) -> Result<(), SubmitErrorKind> {
         let kind = op.kind();
         if !self.supports(kind) {
@@ -625,12 +626,14 @@ impl<T> Ring<T> {
         op.validate().map_err(SubmitErrorKind::InvalidInput)
     }
 
+    #[inline(always)]
     fn budget_allows(&self, cqes: u32) -> bool {
         self.slots.len() + self.internal + cqes <= self.cq_entries
     }
 
     /// Makes sure `slots` slots, `cqes` CQ budget and `sqes` SQ entries are
     /// available, flushing/reaping as needed.
+    #[inline(always)]
     fn admit(&mut self, slots: u32, cqes: u32, sqes: u32) -> Result<(), SubmitErrorKind> {
         if self.slots.available() < slots {
             return Err(SubmitErrorKind::Full);
@@ -691,6 +694,7 @@ impl<T> Ring<T> {
 
     /// Takes a slot for `op` and returns its SQE (`user_data` set): one
     /// slot-table access. Op and token come back if no slot is free.
+    #[inline(always)]
     fn occupy(
         &mut self,
         op: Op,
@@ -739,6 +743,7 @@ impl<T> Ring<T> {
         sqe.user_data(id.as_u64())
     }
 
+    #[inline(always)]
     fn push(&mut self, sqes: &[squeue::Entry]) -> bool {
         let mut sq = self.ring.submission();
         // SAFETY: every pointer in these SQEs refers to memory owned by a
@@ -750,6 +755,7 @@ impl<T> Ring<T> {
 
     /// Pushes SQEs whose room `admit` guaranteed. If that somehow fails, the
     /// slots are completed locally with `-EAGAIN` so nothing is lost.
+    #[inline(always)]
     fn push_or_unwind(&mut self, sqes: &[squeue::Entry], ids: &[SlotId]) -> bool {
         if self.push(sqes) {
             return true;
@@ -774,6 +780,7 @@ impl<T> Ring<T> {
     /// rings stamp their ops when an enter hands them over; with SQPOLL the
     /// poller may take them as soon as they are pushed, so they are stamped
     /// now.
+    #[inline(always)]
     fn note_pushed(&mut self, uds: &[u64]) {
         self.queued += uds.len() as u32;
         if self.kind == RingKind::SqPoll {
@@ -804,6 +811,7 @@ impl<T> Ring<T> {
         }
     }
 
+    #[inline(always)]
     fn after_push(&mut self) {
         if self.queued >= self.batch_threshold {
             // Errors leave the SQEs queued; flush/poll/wait report them.

@@ -60,7 +60,7 @@ impl fmt::Debug for SlotId {
 /// it replaces (a call the compiler cannot elide on the submit path). Were
 /// the slot ever occupied, its old value is leaked, never dropped: it may
 /// own memory the kernel still uses.
-#[inline]
+#[inline(always)]
 fn fill_free<E>(slot: &mut Option<E>, value: E) -> Option<&mut E> {
     let old = slot.replace(value);
     debug_assert!(old.is_none(), "free slot holds a value");
@@ -121,6 +121,7 @@ impl<E> SlotTable<E> {
 
     /// [`insert`](Self::insert) that also lends the stored value, so the
     /// caller can finish filling it without a second lookup.
+    #[inline(always)]
     pub(crate) fn insert_mut(&mut self, value: E) -> Result<(SlotId, &mut E), E> {
         let Some(index) = self.free.pop() else {
             return Err(value);
