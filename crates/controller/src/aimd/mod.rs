@@ -58,6 +58,15 @@ impl AimdPhase {
     }
 }
 
+/// The steady watch's measurements, saved across a phase change.
+#[derive(Clone, Copy, Debug)]
+struct WatchMemo {
+    reference: Option<(f64, f64)>,
+    ewma_x: f64,
+    ewma_p99: f64,
+    windows: u32,
+}
+
 /// The AIMD controller. See the module docs and `docs/controllers.md`.
 #[derive(Clone, Debug)]
 pub struct Aimd {
@@ -238,6 +247,31 @@ impl Aimd {
         self.enter(AimdPhase::Settling, reason);
     }
 
+    /// What the steady watch has measured (its reference, EWMAs and window
+    /// count), kept across a phase change that is not a change of limit.
+    fn watch_memo(&self) -> WatchMemo {
+        WatchMemo {
+            reference: self.reference,
+            ewma_x: self.ewma_x,
+            ewma_p99: self.ewma_p99,
+            windows: self.windows_in_phase,
+        }
+    }
+
+    fn restore_watch(&mut self, m: WatchMemo) {
+        self.reference = m.reference;
+        self.ewma_x = m.ewma_x;
+        self.ewma_p99 = m.ewma_p99;
+        self.windows_in_phase = m.windows;
+    }
+
+    /// [`Aimd::enter`] that keeps the steady watch's measurements.
+    pub(super) fn enter_keeping_watch(&mut self, phase: AimdPhase, reason: String) {
+        let m = self.watch_memo();
+        self.enter(phase, reason);
+        self.restore_watch(m);
+    }
+
     fn app_limited(&self, w: &Sample) -> bool {
         w.backlog == 0
             && (w.in_flight_peak as f64) < self.limit as f64 * self.cfg.app_limited_fraction
@@ -416,7 +450,6 @@ impl Aimd {
                 if self.phase_elapsed >= Duration::from_millis(self.cfg.settle_ms) =>
             {
                 let next = self.after_settle;
-                let (reference, ewx, ewp) = (self.reference, self.ewma_x, self.ewma_p99);
                 match next {
                     AimdPhase::Probing => {
                         let why = format!("settled at {}", self.limit);
@@ -429,11 +462,8 @@ impl Aimd {
                         self.baseline_acc = Sample::default();
                     }
                     _ => {
-                        self.enter(next, format!("settled at {}", self.limit));
                         // Keep what settling measured as the steady reference.
-                        self.reference = reference;
-                        self.ewma_x = ewx;
-                        self.ewma_p99 = ewp;
+                        self.enter_keeping_watch(next, format!("settled at {}", self.limit));
                         self.windows_in_phase = self.cfg.change_windows;
                     }
                 }
@@ -442,20 +472,10 @@ impl Aimd {
             AimdPhase::Steady
                 if self.phase_elapsed >= Duration::from_millis(self.cfg.converge_ms) =>
             {
-                let (reference, ewx, ewp, w) = (
-                    self.reference,
-                    self.ewma_x,
-                    self.ewma_p99,
-                    self.windows_in_phase,
-                );
-                self.enter(
+                self.enter_keeping_watch(
                     AimdPhase::Converged,
                     format!("stable at {} for {} ms", self.limit, self.cfg.converge_ms),
                 );
-                self.reference = reference;
-                self.ewma_x = ewx;
-                self.ewma_p99 = ewp;
-                self.windows_in_phase = w;
             }
             _ => {}
         }
@@ -467,20 +487,12 @@ impl Aimd {
                     "periodic re-probe from {} at {} after {} ms",
                     self.phase.as_str(),
                     self.limit,
-                    self.cfg.reprobe_ms
+                    self.reprobe_every.as_millis()
                 );
-                let (reference, ewx, ewp, w) = (
-                    self.reference,
-                    self.ewma_x,
-                    self.ewma_p99,
-                    self.windows_in_phase,
-                );
-                self.start_probe(self.cfg.reprobe_step + 1.0, Some(origin), why.clone());
                 // Kept for the return to the origin's phase.
-                self.reference = reference;
-                self.ewma_x = ewx;
-                self.ewma_p99 = ewp;
-                self.windows_in_phase = w;
+                let m = self.watch_memo();
+                self.start_probe(self.cfg.reprobe_step + 1.0, Some(origin), why.clone());
+                self.restore_watch(m);
                 if self.phase == AimdPhase::Probing {
                     self.reason = format!("{why}: {}", self.reason);
                 }

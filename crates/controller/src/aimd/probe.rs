@@ -113,15 +113,30 @@ impl Aimd {
             );
             return;
         }
+        self.begin_trial(Direction::Climb, from, hi, origin, start, bottom);
+        self.reason = format!("{}climb trial {from} vs {hi}", self.prefix());
+    }
+
+    /// Starts a trial between `lo` and `hi` at the limit in force (a climb
+    /// is at `lo`, a descent at `hi`), so its first leg needs no change.
+    fn begin_trial(
+        &mut self,
+        dir: Direction,
+        lo: u32,
+        hi: u32,
+        origin: Option<Origin>,
+        start: u32,
+        bottom: Option<u32>,
+    ) {
+        let start_hi = dir == Direction::Descend;
         self.probe = Some(Probe {
-            trial: Trial::new(from, hi, false, self.cfg.trial_rules()),
-            dir: Direction::Climb,
+            trial: Trial::new(lo, hi, start_hi, self.cfg.trial_rules()),
+            dir,
             origin,
             from: start,
             bottom,
         });
-        self.set_limit(from);
-        self.reason = format!("{}climb trial {from} vs {hi}", self.prefix());
+        self.set_limit(if start_hi { hi } else { lo });
     }
 
     /// The next descend trial below `top` (nothing above `top` paid), or
@@ -159,14 +174,7 @@ impl Aimd {
             );
             return;
         }
-        self.probe = Some(Probe {
-            trial: Trial::new(lo, top, true, self.cfg.trial_rules()),
-            dir: Direction::Descend,
-            origin,
-            from: start,
-            bottom,
-        });
-        self.set_limit(top);
+        self.begin_trial(Direction::Descend, lo, top, origin, start, bottom);
         self.reason = format!("{why}; descend trial {lo} vs {top}");
     }
 
@@ -178,24 +186,13 @@ impl Aimd {
         self.set_limit(limit);
         if let Some((ph, l0, el)) = origin {
             if self.limit == l0 {
-                let (reference, ewx, ewp, w) = (
-                    self.reference,
-                    self.ewma_x,
-                    self.ewma_p99,
-                    self.windows_in_phase,
+                let why = format!(
+                    "{why}; re-probe found no better limit, {} at {l0}",
+                    ph.as_str()
                 );
-                self.enter(
-                    ph,
-                    format!(
-                        "{why}; re-probe found no better limit, {} at {l0}",
-                        ph.as_str()
-                    ),
-                );
+                self.enter_keeping_watch(ph, why);
                 self.phase_elapsed = el;
-                self.reference = reference;
-                self.ewma_x = ewx;
-                self.ewma_p99 = ewp;
-                self.windows_in_phase = w.max(self.cfg.change_windows);
+                self.windows_in_phase = self.windows_in_phase.max(self.cfg.change_windows);
                 return;
             }
         }
