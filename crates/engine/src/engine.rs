@@ -597,6 +597,7 @@ impl Engine {
 
     /// A new op's control block (for its handle or future) and its
     /// completion target (for the ring).
+    #[inline(always)]
     fn target(
         &self,
         idx: usize,

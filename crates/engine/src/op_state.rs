@@ -107,6 +107,7 @@ fn fresh_state() -> CtlState {
 impl OpCtl {
     /// A control block for a new op: a recycled one from this thread's
     /// cache when there is one (one allocation less per op), else new.
+    #[inline(always)]
     pub(crate) fn new(ring: u32, owner: usize, info: OpInfo) -> Arc<Self> {
         #[cfg(not(loom))]
         {

@@ -157,6 +157,7 @@ impl<E> SlotTable<E> {
 
     /// Frees the slot for `id` and returns its value. A stale or unknown id
     /// returns `None` and changes nothing.
+    #[inline(always)]
     pub(crate) fn remove(&mut self, id: SlotId) -> Option<E> {
         let entry = self.entries.get_mut(id.index() as usize)?;
         if entry.generation != id.generation() {
