@@ -1,16 +1,21 @@
-//! Round trips of the plain data ops on real files.
+//! Round trips of the plain data ops on real files, on both backends.
 
 mod common;
 
-use auraio_ring::{Op, Resources, RingKind};
+use auraio_ring::{BackendKind, Op, Resources, RingKind};
 use common::*;
 
-#[test]
-fn nop_completes_with_zero_and_token() {
-    let mut r = ring::<u64>(8);
+backend_tests!(
+    nop_completes_with_zero_and_token,
+    write_then_read_back,
+    write_then_read_back_many_blocks,
+);
+
+fn nop_completes_with_zero_and_token(b: BackendKind) {
+    let mut r = any_ring::<u64>(b, 8);
     assert_eq!(r.kind(), RingKind::Normal);
     let id = r.submit(Op::Nop, 42).unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.token, 42);
     assert_eq!(c.slot, id);
     assert_eq!(c.result, 0);
@@ -18,22 +23,14 @@ fn nop_completes_with_zero_and_token() {
     assert_eq!(r.in_flight(), 0);
 }
 
-#[test]
-fn write_then_read_back() {
+fn write_then_read_back(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    let mut r = ring::<&'static str>(8);
+    let (file, path) = rw_file(&dir, "f");
+    let mut r = any_ring::<&'static str>(b, 8);
     let data = pattern(10_000, 3);
     r.submit(Op::write(fd(&file), data.clone(), 100), "w")
         .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.token, "w");
     assert_eq!(c.result, data.len() as i32);
     let back: Vec<u8> = c.resources.into_buf().unwrap();
@@ -47,8 +44,51 @@ fn write_then_read_back() {
         "r",
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, data.len() as i32);
     let got: Vec<u8> = c.resources.into_buf().unwrap();
     assert_eq!(got, data);
+}
+
+fn write_then_read_back_many_blocks(b: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, path) = rw_file(&dir, "rw");
+    let mut r = any_ring::<u32>(b, 16);
+    assert_eq!(r.kind(), RingKind::Normal);
+    const BS: usize = 4096;
+    for i in 0..32u32 {
+        r.submit(
+            Op::write(fd(&file), pattern(BS, i as u8), u64::from(i) * BS as u64),
+            i,
+        )
+        .unwrap();
+        if r.in_flight() == r.capacity() {
+            for c in any_wait_n(&mut r, 1) {
+                assert_eq!(c.result, BS as i32, "write {}", c.token);
+            }
+        }
+    }
+    let mut left = r.in_flight() as usize;
+    for c in any_wait_n(&mut r, left) {
+        assert_eq!(c.result, BS as i32, "write {}", c.token);
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 32 * BS as u64);
+    for i in 0..16u32 {
+        r.submit(
+            Op::read(fd(&file), Vec::with_capacity(BS), u64::from(i) * BS as u64),
+            i,
+        )
+        .unwrap();
+    }
+    left = 16;
+    for c in any_wait_n(&mut r, left) {
+        assert_eq!(c.result, BS as i32);
+        let v: Vec<u8> = c.resources.into_buf().unwrap();
+        assert_eq!(v, pattern(BS, c.token as u8), "block {}", c.token);
+    }
+    assert_eq!(r.in_flight(), 0);
+    let s = r.stats();
+    assert_eq!(s.completions, 48);
+    assert_eq!(s.sqes_submitted, 48);
+    assert!(s.submit_calls >= 1 && s.submit_calls <= 48);
 }

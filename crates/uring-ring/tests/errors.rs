@@ -1,19 +1,29 @@
-//! Error paths: errors come back as results or typed errors, never panics.
+//! Error paths, on both backends: errors come back as results or typed
+//! errors, never panics.
 
 mod common;
 
-use auraio_ring::{Fd, Op, OpKind, OwnedBuf, Ring, RingConfig, SubmitErrorKind};
+use auraio_ring::{AnyRing, BackendKind, Fd, Op, OpKind, OwnedBuf, RingConfig, SubmitErrorKind};
 use common::*;
 
-#[test]
-fn bad_fd_gives_ebadf() {
-    let mut r = ring::<u8>(8);
+backend_tests!(
+    bad_fd_gives_ebadf,
+    offsets_beyond_i64_are_einval_and_max_is_the_file_position,
+    unsupported_op_is_a_typed_error_with_op_and_token_back,
+    too_many_iovecs_is_invalid_input,
+    full_ring_refuses_with_token_back_and_pipes_ignore_offsets,
+    bad_config_is_invalid_input_not_panic,
+    cancel_of_unknown_slot_is_not_found,
+);
+
+fn bad_fd_gives_ebadf(b: BackendKind) {
+    let mut r = any_ring::<u8>(b, 8);
     r.submit(Op::read(Fd::Raw(-1), Vec::with_capacity(16), 0), 1)
         .unwrap();
     // An fd number that is certainly not open.
     r.submit(Op::write(Fd::Raw(1_000_000), vec![1u8; 16], 0), 2)
         .unwrap();
-    let mut got = wait_n(&mut r, 2);
+    let mut got = any_wait_n(&mut r, 2);
     got.sort_by_key(|c| c.token);
     assert_eq!(got[0].result, -libc::EBADF);
     assert_eq!(got[1].result, -libc::EBADF);
@@ -21,12 +31,24 @@ fn bad_fd_gives_ebadf() {
     assert_eq!(e.raw_os_error(), Some(libc::EBADF));
     // The buffer still comes back, untouched (init length stays 0).
     let v: Vec<u8> = got.remove(0).resources.into_buf().unwrap();
-    assert!(v.is_empty());
+    assert!(v.is_empty(), "init length untouched on error");
 }
 
-#[test]
-fn unsupported_op_is_a_typed_error_with_op_and_token_back() {
-    let mut r = ring::<String>(8);
+fn offsets_beyond_i64_are_einval_and_max_is_the_file_position(b: BackendKind) {
+    let mut r = any_ring::<u8>(b, 8);
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = rw_file(&dir, "e");
+    r.submit(Op::write(fd(&file), vec![1u8; 4], 1 << 63), 3)
+        .unwrap();
+    assert_eq!(any_wait_one(&mut r).result, -libc::EINVAL);
+    // u64::MAX means "the file position".
+    r.submit(Op::write(fd(&file), vec![7u8; 4], u64::MAX), 4)
+        .unwrap();
+    assert_eq!(any_wait_one(&mut r).result, 4, "current file position");
+}
+
+fn unsupported_op_is_a_typed_error_with_op_and_token_back(b: BackendKind) {
+    let mut r = any_ring::<String>(b, 8);
     r.disable_op(OpKind::Fallocate);
     assert!(!r.supports(OpKind::Fallocate));
     let e = r
@@ -51,9 +73,8 @@ fn unsupported_op_is_a_typed_error_with_op_and_token_back() {
     assert_eq!(io.kind(), std::io::ErrorKind::Unsupported);
 }
 
-#[test]
-fn too_many_iovecs_is_invalid_input() {
-    let mut r = ring::<()>(8);
+fn too_many_iovecs_is_invalid_input(b: BackendKind) {
+    let mut r = any_ring::<()>(b, 8);
     let bufs: Vec<Box<dyn OwnedBuf>> = (0..2000)
         .map(|_| Box::new(vec![0u8; 1]) as Box<dyn OwnedBuf>)
         .collect();
@@ -75,15 +96,15 @@ fn too_many_iovecs_is_invalid_input() {
     assert_eq!(r.in_flight(), 0);
 }
 
-#[test]
-fn full_ring_refuses_with_token_back() {
-    let mut r = ring::<u32>(8);
+fn full_ring_refuses_with_token_back_and_pipes_ignore_offsets(b: BackendKind) {
+    let mut r = any_ring::<u32>(b, 8);
     let cap = r.capacity();
     assert_eq!(cap, 8);
     let (rd, wr) = pipe();
     for i in 0..cap {
         let one: Box<[u8]> = vec![0u8; 1].into_boxed_slice();
-        r.submit(Op::read(fd(&rd), one, 0), i).unwrap();
+        // Offsets on a pipe are ignored, as io_uring does.
+        r.submit(Op::read(fd(&rd), one, 4096), i).unwrap();
     }
     assert_eq!(r.in_flight(), cap);
     let e = r
@@ -93,33 +114,37 @@ fn full_ring_refuses_with_token_back() {
     assert_eq!(e.token, 99);
     // Unblock everything: 8 reads of 1 byte each.
     write_all(&wr, &[7u8; 8]);
-    let got = wait_n(&mut r, cap as usize);
+    let got = any_wait_n(&mut r, cap as usize);
     assert!(got.iter().all(|c| c.result == 1));
     assert_eq!(r.in_flight(), 0);
 }
 
-#[test]
-fn bad_config_is_invalid_input_not_panic() {
-    let e = Ring::<()>::new(&RingConfig {
-        sq_entries: 0,
-        ..Default::default()
-    })
+fn bad_config_is_invalid_input_not_panic(b: BackendKind) {
+    let e = AnyRing::<()>::new(
+        &RingConfig {
+            sq_entries: 0,
+            ..Default::default()
+        },
+        choice(b),
+    )
     .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
-    let e = Ring::<()>::new(&RingConfig {
-        sq_entries: 64,
-        cq_entries: Some(64),
-        ..Default::default()
-    })
+    let e = AnyRing::<()>::new(
+        &RingConfig {
+            sq_entries: 64,
+            cq_entries: Some(64),
+            ..Default::default()
+        },
+        choice(b),
+    )
     .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
 
-#[test]
-fn cancel_of_unknown_slot_is_not_found() {
-    let mut r = ring::<()>(8);
+fn cancel_of_unknown_slot_is_not_found(b: BackendKind) {
+    let mut r = any_ring::<()>(b, 8);
     let id = r.submit(Op::Nop, ()).unwrap();
-    let _ = wait_one(&mut r);
+    assert_eq!(any_wait_one(&mut r).result, 0);
     let e = r.cancel(id).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
 }

@@ -1,11 +1,18 @@
-//! Latency stamps and thread-safety markers.
+//! Latency stamps (on both backends) and thread-safety markers.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use auraio_ring::{Op, Ring, RingConfig, Waiter};
+use auraio_ring::{AnyRing, BackendKind, Op, Ring, RingConfig, Waiter};
 use common::*;
+
+backend_tests!(
+    latency_covers_submit_to_reap_and_eventfd_signals,
+    latency_covers_kernel_time_but_not_the_wait_for_the_batch,
+    ops_handed_off_and_reaped_together_share_both_stamps,
+    op_drained_while_queued_is_timed_from_its_hand_off,
+);
 
 fn assert_send<T: Send>() {}
 fn assert_send_sync<T: Send + Sync>() {}
@@ -18,15 +25,34 @@ fn ring_is_send_and_waiter_is_send_sync() {
     assert_send_sync::<std::sync::Mutex<Ring<u64>>>();
 }
 
-#[test]
-fn latency_covers_submit_to_reap() {
+fn latency_covers_submit_to_reap_and_eventfd_signals(b: BackendKind) {
+    let mut r: AnyRing<()> = any_ring_with(
+        b,
+        &RingConfig {
+            sq_entries: 8,
+            batch_threshold: 1,
+            eventfd: true,
+            ..Default::default()
+        },
+    );
+    let efd = r.eventfd().expect("eventfd");
     let (rd, wr) = pipe();
-    let mut r = ring::<()>(8);
     let t0 = Instant::now();
     r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), ()).unwrap();
     std::thread::sleep(Duration::from_millis(30));
     write_all(&wr, b"late");
-    let c = wait_one(&mut r);
+    let mut pfd = libc::pollfd {
+        fd: efd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    assert_eq!(
+        unsafe { libc::poll(&mut pfd, 1, 10_000) },
+        1,
+        "eventfd readable"
+    );
+    let c = any_wait_one(&mut r);
     let outer = t0.elapsed();
     assert_eq!(c.result, 4);
     // Lower bound: the op could not finish before the data was written.
@@ -40,36 +66,37 @@ fn latency_covers_submit_to_reap() {
     assert!(r.now_ns() >= c.latency_ns);
 }
 
-/// A ring that only submits on its own after 8 queued SQEs.
-fn batching_ring() -> Ring<u32> {
-    Ring::new(&RingConfig {
-        sq_entries: 16,
-        batch_threshold: 8,
-        ..Default::default()
-    })
-    .expect("io_uring is available on this machine")
+/// A ring that only submits on its own after 8 queued ops.
+fn batching_ring(b: BackendKind) -> AnyRing<u32> {
+    any_ring_with(
+        b,
+        &RingConfig {
+            sq_entries: 16,
+            batch_threshold: 8,
+            ..Default::default()
+        },
+    )
 }
 
-#[test]
-fn latency_covers_kernel_time_but_not_the_wait_for_the_batch() {
+fn latency_covers_kernel_time_but_not_the_wait_for_the_batch(b: BackendKind) {
     let (rd, wr) = pipe();
-    let mut r = batching_ring();
+    let mut r = batching_ring(b);
     r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), 1).unwrap();
-    assert_eq!(r.queued(), 1, "below the threshold the op waits in the SQ");
+    assert_eq!(r.queued(), 1, "below the threshold the op waits locally");
     // Time the op spends queued, waiting for the batch to fill: excluded.
     std::thread::sleep(Duration::from_millis(20));
     let t_flush = Instant::now();
     assert_eq!(r.flush().unwrap(), 1);
-    // Time the op spends in the kernel: the read cannot finish before the
-    // write below, at least 30 ms after the hand-off.
+    // Time the op spends in the kernel (or on a worker): the read cannot
+    // finish before the write below, at least 30 ms after the hand-off.
     std::thread::sleep(Duration::from_millis(30));
     write_all(&wr, b"late");
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     let since_flush = t_flush.elapsed();
     assert_eq!((c.token, c.result), (1, 4));
     assert!(
         c.latency_ns >= 30_000_000,
-        "latency {} ns shorter than the op's time in the kernel",
+        "latency {} ns shorter than the op's time after the hand-off",
         c.latency_ns
     );
     // Stamped inside `flush`, so the 20 ms before it are not counted.
@@ -81,9 +108,10 @@ fn latency_covers_kernel_time_but_not_the_wait_for_the_batch() {
     );
 }
 
-#[test]
-fn ops_handed_off_and_reaped_together_share_both_stamps() {
-    let mut r = batching_ring();
+/// Both ops are timed from their shared hand-off (io_uring: and to their
+/// shared reap).
+fn ops_handed_off_and_reaped_together_share_both_stamps(b: BackendKind) {
+    let mut r = batching_ring(b);
     r.submit(Op::Nop, 1).unwrap();
     std::thread::sleep(Duration::from_millis(10));
     r.submit(Op::Nop, 2).unwrap();
@@ -94,10 +122,14 @@ fn ops_handed_off_and_reaped_together_share_both_stamps() {
     assert_eq!(r.wait(2, None, &mut out).unwrap(), 2);
     let window = t_wait.elapsed().as_nanos() as u64;
     assert_eq!(out.len(), 2);
-    assert_eq!(
-        out[0].latency_ns, out[1].latency_ns,
-        "same hand-off and same reap give the same latency"
-    );
+    if b == BackendKind::IoUring {
+        // The blocking backend ends each latency when its worker's syscall
+        // returns, not at the reap (documented in `blocking`).
+        assert_eq!(
+            out[0].latency_ns, out[1].latency_ns,
+            "same hand-off and same reap give the same latency"
+        );
+    }
     // The first NOP's 10 ms in the queue before the second arrived are not
     // part of its latency: both are measured inside the `wait` call.
     for c in &out {
@@ -107,12 +139,11 @@ fn ops_handed_off_and_reaped_together_share_both_stamps() {
     assert_eq!((s.submit_calls, s.sqes_submitted), (1, 2));
 }
 
-#[test]
-fn op_drained_while_queued_is_timed_from_its_hand_off() {
-    // Shutdown hands the queued read to the kernel together with its
-    // cancel: its latency starts there, not at the push 20 ms earlier.
+fn op_drained_while_queued_is_timed_from_its_hand_off(b: BackendKind) {
+    // Shutdown hands the queued read over together with its cancel: its
+    // latency starts there, not at the push 20 ms earlier.
     let (rd, _wr) = pipe();
-    let mut r = batching_ring();
+    let mut r = batching_ring(b);
     r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), 7).unwrap();
     std::thread::sleep(Duration::from_millis(20));
     let t_drain = Instant::now();
@@ -122,18 +153,4 @@ fn op_drained_while_queued_is_timed_from_its_hand_off() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].result, -libc::ECANCELED);
     assert!(out[0].latency_ns <= window, "{} ns", out[0].latency_ns);
-}
-
-#[test]
-fn bad_registered_file_update_is_an_error_not_a_panic() {
-    let mut r = ring::<()>(8);
-    // No table registered yet.
-    assert!(r.update_file(0, 0).is_err());
-    r.register_files(&[-1, -1]).unwrap();
-    // Out of range.
-    assert!(r.update_file(5, 0).is_err());
-    // Clearing an entry works.
-    r.update_file(1, -1).unwrap();
-    r.unregister_files().unwrap();
-    assert!(r.unregister_files().is_err());
 }

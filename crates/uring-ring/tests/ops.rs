@@ -1,35 +1,32 @@
-//! Every op round-trips real data on real files.
+//! Every op round-trips real data on real files, on both backends (the
+//! blocking one emulates io_uring's results, registered files and buffers
+//! included).
 
 mod common;
 
-use std::ffi::CString;
 use std::os::fd::AsRawFd;
-use std::os::unix::ffi::OsStrExt;
 
-use auraio_ring::{Fd, Op, OpKind, OwnedBuf, Resources, SubmitErrorKind};
+use auraio_ring::{BackendKind, Fd, Op, OpKind, OwnedBuf, Resources, SubmitErrorKind};
 use common::*;
 
-fn rw_file(dir: &tempfile::TempDir, name: &str) -> (std::fs::File, std::path::PathBuf) {
-    let path = dir.path().join(name);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
-    (f, path)
-}
+backend_tests!(
+    writev_then_readv_round_trip,
+    readv_sets_init_per_buffer_on_short_read,
+    fsync_and_fdatasync_succeed,
+    fallocate_extends_the_file,
+    ftruncate_sets_length_or_is_reported_unsupported,
+    statx_reports_size,
+    openat_read_close,
+    registered_files_register_update_unregister,
+    bad_registered_file_update_is_an_error_not_a_panic,
+    read_fixed_write_fixed_on_registered_buffers,
+    probe_reports_the_basic_ops,
+);
 
-fn cpath(p: &std::path::Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).unwrap()
-}
-
-#[test]
-fn writev_then_readv_round_trip() {
+fn writev_then_readv_round_trip(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (file, path) = rw_file(&dir, "v");
-    let mut r = ring::<u32>(8);
+    let mut r = any_ring::<u32>(b, 8);
     let parts = [pattern(100, 1), pattern(4096, 2), pattern(7, 3)];
     let bufs: Vec<Box<dyn OwnedBuf>> = parts
         .iter()
@@ -44,7 +41,7 @@ fn writev_then_readv_round_trip() {
         1,
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     let total: usize = parts.iter().map(|p| p.len()).sum();
     assert_eq!(c.result, total as i32);
     let back: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
@@ -64,21 +61,37 @@ fn writev_then_readv_round_trip() {
         2,
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.token, 2);
     assert_eq!(c.result, total as i32);
     let got: Vec<Box<[u8]>> = c.resources.into_bufs().unwrap();
     for (g, p) in got.iter().zip(parts.iter()) {
         assert_eq!(&g[..], &p[..]);
     }
+
+    // Read 3 x 2000 from offset 10: the file has 4203 bytes there.
+    let mk = |n: usize| Box::new(Vec::<u8>::with_capacity(n)) as Box<dyn OwnedBuf>;
+    r.submit(
+        Op::Readv {
+            fd: fd(&file),
+            bufs: vec![mk(2000), mk(2000), mk(2000)],
+            offset: 10,
+        },
+        3,
+    )
+    .unwrap();
+    let c = any_wait_one(&mut r);
+    assert_eq!(c.result, total as i32, "short readv");
+    let got: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
+    assert_eq!(got.iter().map(|g| g.len()).sum::<usize>(), total);
+    assert_eq!(got.concat(), parts.concat());
 }
 
-#[test]
-fn readv_sets_init_per_buffer_on_short_read() {
+fn readv_sets_init_per_buffer_on_short_read(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (file, _) = rw_file(&dir, "short");
     std::fs::write(dir.path().join("short"), pattern(150, 9)).unwrap();
-    let mut r = ring::<()>(8);
+    let mut r = any_ring::<()>(b, 8);
     let mk = |n: usize| {
         let mut v = vec![0u8; n];
         v.clear();
@@ -93,7 +106,7 @@ fn readv_sets_init_per_buffer_on_short_read() {
         (),
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, 150);
     let got: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
     assert_eq!(got[0].len(), 100);
@@ -102,14 +115,13 @@ fn readv_sets_init_per_buffer_on_short_read() {
     assert_eq!([&got[0][..], &got[1][..]].concat(), pattern(150, 9));
 }
 
-#[test]
-fn fsync_and_fdatasync_succeed() {
+fn fsync_and_fdatasync_succeed(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (file, _) = rw_file(&dir, "s");
-    let mut r = ring::<bool>(8);
+    let mut r = any_ring::<bool>(b, 8);
     r.submit(Op::write(fd(&file), pattern(512, 0), 0), false)
         .unwrap();
-    assert_eq!(wait_one(&mut r).result, 512);
+    assert_eq!(any_wait_one(&mut r).result, 512);
     for datasync in [false, true] {
         r.submit(
             Op::Fsync {
@@ -119,7 +131,7 @@ fn fsync_and_fdatasync_succeed() {
             datasync,
         )
         .unwrap();
-        let c = wait_one(&mut r);
+        let c = any_wait_one(&mut r);
         assert_eq!(c.token, datasync);
         assert_eq!(c.result, 0, "fsync(datasync={datasync})");
     }
@@ -132,14 +144,13 @@ fn fsync_and_fdatasync_succeed() {
         true,
     )
     .unwrap();
-    assert_eq!(wait_one(&mut r).result, -libc::EBADF);
+    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF);
 }
 
-#[test]
-fn fallocate_extends_the_file() {
+fn fallocate_extends_the_file(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (file, path) = rw_file(&dir, "a");
-    let mut r = ring::<()>(8);
+    let mut r = any_ring::<()>(b, 8);
     if !r.supports(OpKind::Fallocate) {
         println!("SKIP: IORING_OP_FALLOCATE not supported by this kernel");
         return;
@@ -154,7 +165,7 @@ fn fallocate_extends_the_file() {
         (),
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     if c.result == -libc::EOPNOTSUPP {
         println!("SKIP: filesystem does not support fallocate");
         return;
@@ -163,12 +174,14 @@ fn fallocate_extends_the_file() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096 + (1 << 20));
 }
 
-#[test]
-fn ftruncate_sets_length_or_is_reported_unsupported() {
+fn ftruncate_sets_length_or_is_reported_unsupported(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (file, path) = rw_file(&dir, "t");
     std::fs::write(&path, pattern(10_000, 1)).unwrap();
-    let mut r = ring::<()>(8);
+    let mut r = any_ring::<()>(b, 8);
+    if b == BackendKind::Blocking {
+        assert!(r.supports(OpKind::Ftruncate), "emulated on every kernel");
+    }
     let op = Op::Ftruncate {
         fd: fd(&file),
         len: 123,
@@ -183,16 +196,25 @@ fn ftruncate_sets_length_or_is_reported_unsupported() {
         return;
     }
     r.submit(op, ()).unwrap();
-    assert_eq!(wait_one(&mut r).result, 0);
+    assert_eq!(any_wait_one(&mut r).result, 0);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 123);
+    // Lengths beyond i64 are EINVAL, not a wrapped negative.
+    r.submit(
+        Op::Ftruncate {
+            fd: fd(&file),
+            len: u64::MAX,
+        },
+        (),
+    )
+    .unwrap();
+    assert_eq!(any_wait_one(&mut r).result, -libc::EINVAL);
 }
 
-#[test]
-fn statx_reports_size() {
+fn statx_reports_size(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (_file, path) = rw_file(&dir, "x");
     std::fs::write(&path, pattern(4321, 1)).unwrap();
-    let mut r = ring::<()>(8);
+    let mut r = any_ring::<()>(b, 8);
     r.submit(
         Op::Statx {
             dirfd: libc::AT_FDCWD,
@@ -203,7 +225,7 @@ fn statx_reports_size() {
         (),
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, 0);
     let st = c.resources.into_statx().unwrap();
     assert_ne!(st.stx_mask & libc::STATX_SIZE, 0);
@@ -220,16 +242,15 @@ fn statx_reports_size() {
         (),
     )
     .unwrap();
-    assert_eq!(wait_one(&mut r).result, -libc::ENOENT);
+    assert_eq!(any_wait_one(&mut r).result, -libc::ENOENT);
 }
 
-#[test]
-fn openat_read_close() {
+fn openat_read_close(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("o");
     let data = pattern(3000, 5);
     std::fs::write(&path, &data).unwrap();
-    let mut r = ring::<u8>(8);
+    let mut r = any_ring::<u8>(b, 8);
     let p = cpath(&path);
     r.submit(
         Op::OpenAt {
@@ -241,82 +262,109 @@ fn openat_read_close() {
         0,
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert!(c.result >= 0, "openat failed: {}", c.result);
     let newfd = c.result;
     match c.resources {
         Resources::Path(back) => assert_eq!(back, p),
         other => panic!("expected the path back, got {other:?}"),
     }
-    r.submit(
-        Op::read(
-            Fd::Raw(newfd),
-            vec![0u8; 0].into_iter().collect::<Vec<u8>>(),
-            0,
-        ),
-        1,
-    )
-    .unwrap();
-    // (an empty Vec has capacity 0: the read returns 0 bytes)
-    assert_eq!(wait_one(&mut r).result, 0);
+    // An empty Vec has capacity 0: the read returns 0 bytes.
+    r.submit(Op::read(Fd::Raw(newfd), Vec::new(), 0), 1)
+        .unwrap();
+    assert_eq!(any_wait_one(&mut r).result, 0);
     r.submit(Op::read(Fd::Raw(newfd), Vec::with_capacity(3000), 0), 2)
         .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, 3000);
     assert_eq!(c.resources.into_buf::<Vec<u8>>().unwrap(), data);
 
     r.submit(Op::Close { fd: Fd::Raw(newfd) }, 3).unwrap();
-    assert_eq!(wait_one(&mut r).result, 0);
+    assert_eq!(any_wait_one(&mut r).result, 0);
     // The fd is gone now.
     r.submit(Op::read(Fd::Raw(newfd), Vec::with_capacity(10), 0), 4)
         .unwrap();
-    assert_eq!(wait_one(&mut r).result, -libc::EBADF);
+    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF);
 }
 
-#[test]
-fn registered_files_register_update_unregister() {
+fn registered_files_register_update_unregister(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
-    let (a, pa) = rw_file(&dir, "a");
-    let (b, pb) = rw_file(&dir, "b");
-    let mut r = ring::<u8>(8);
-    r.register_files(&[a.as_raw_fd(), -1]).unwrap();
+    let (fa, pa) = rw_file(&dir, "a");
+    let (fb, pb) = rw_file(&dir, "b");
+    let mut r = any_ring::<u8>(b, 8);
+    assert!(r.update_file(0, 0).is_err(), "no table yet");
+    r.register_files(&[fa.as_raw_fd(), -1]).unwrap();
+    assert!(
+        r.register_files(&[fa.as_raw_fd()]).is_err(),
+        "already registered"
+    );
+    // The table holds its own reference: closing ours does not matter.
+    drop(fa);
     r.submit(Op::write(Fd::Fixed(0), pattern(600, 1), 0), 0)
         .unwrap();
-    assert_eq!(wait_one(&mut r).result, 600);
+    assert_eq!(any_wait_one(&mut r).result, 600);
     assert_eq!(std::fs::read(&pa).unwrap(), pattern(600, 1));
 
-    // Slot 1 is empty: EBADF.
     r.submit(Op::write(Fd::Fixed(1), pattern(10, 1), 0), 1)
         .unwrap();
-    assert_eq!(wait_one(&mut r).result, -libc::EBADF);
+    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF, "empty entry");
+    r.submit(Op::write(Fd::Fixed(9), pattern(10, 1), 0), 1)
+        .unwrap();
+    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF, "out of range");
 
-    r.update_file(1, b.as_raw_fd()).unwrap();
+    assert!(r.update_file(5, fb.as_raw_fd()).is_err());
+    r.update_file(1, fb.as_raw_fd()).unwrap();
     r.submit(Op::write(Fd::Fixed(1), pattern(700, 2), 0), 2)
         .unwrap();
-    assert_eq!(wait_one(&mut r).result, 700);
+    assert_eq!(any_wait_one(&mut r).result, 700);
     assert_eq!(std::fs::read(&pb).unwrap(), pattern(700, 2));
 
     r.submit(Op::read(Fd::Fixed(1), Vec::with_capacity(700), 0), 3)
         .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, 700);
     assert_eq!(c.resources.into_buf::<Vec<u8>>().unwrap(), pattern(700, 2));
 
-    r.unregister_files().unwrap();
-    r.submit(Op::read(Fd::Fixed(0), Vec::with_capacity(10), 0), 4)
+    // Closing a fixed file frees its entry.
+    r.submit(Op::Close { fd: Fd::Fixed(1) }, 4).unwrap();
+    assert_eq!(any_wait_one(&mut r).result, 0);
+    r.submit(Op::read(Fd::Fixed(1), Vec::with_capacity(10), 0), 5)
         .unwrap();
-    let res = wait_one(&mut r).result;
-    assert!(
-        res == -libc::EBADF || res == -libc::ENXIO,
-        "fixed file after unregister: {res}"
-    );
+    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF);
+
+    r.unregister_files().unwrap();
+    assert!(r.unregister_files().is_err());
+    r.submit(Op::read(Fd::Fixed(0), Vec::with_capacity(10), 0), 6)
+        .unwrap();
+    let res = any_wait_one(&mut r).result;
+    if b == BackendKind::Blocking {
+        assert_eq!(res, -libc::EBADF);
+    } else {
+        assert!(
+            res == -libc::EBADF || res == -libc::ENXIO,
+            "fixed file after unregister: {res}"
+        );
+    }
+    assert!(r.register_files(&[1_000_000]).is_err(), "bad fd refused");
 }
 
-#[test]
-fn read_fixed_write_fixed_on_registered_buffers() {
+fn bad_registered_file_update_is_an_error_not_a_panic(b: BackendKind) {
+    let mut r = any_ring::<()>(b, 8);
+    // No table registered yet.
+    assert!(r.update_file(0, 0).is_err());
+    r.register_files(&[-1, -1]).unwrap();
+    // Out of range.
+    assert!(r.update_file(5, 0).is_err());
+    // Clearing an entry works.
+    r.update_file(1, -1).unwrap();
+    r.unregister_files().unwrap();
+    assert!(r.unregister_files().is_err());
+}
+
+fn read_fixed_write_fixed_on_registered_buffers(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let (file, path) = rw_file(&dir, "fx");
-    let mut r = ring::<u8>(8);
+    let mut r = any_ring::<u8>(b, 8);
     let mut buf = AlignedBuf::new(64 * 1024, 4096);
     let data = pattern(buf.as_slice().len(), 7);
     buf.as_mut_slice().copy_from_slice(&data);
@@ -326,7 +374,11 @@ fn read_fixed_write_fixed_on_registered_buffers() {
     };
     // SAFETY: `buf`'s memory stays allocated until after unregister_buffers
     // below: it travels through the ring and comes back each time.
-    unsafe { r.register_buffers(&[iov]).unwrap() };
+    unsafe {
+        assert!(r.register_buffers(&[]).is_err());
+        r.register_buffers(&[iov]).unwrap();
+        assert!(r.register_buffers(&[iov]).is_err(), "already registered");
+    }
     r.submit(
         Op::WriteFixed {
             fd: fd(&file),
@@ -337,7 +389,7 @@ fn read_fixed_write_fixed_on_registered_buffers() {
         0,
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, 64 * 1024);
     assert_eq!(std::fs::read(&path).unwrap(), data);
     let mut buf: AlignedBuf = c.resources.into_buf().unwrap();
@@ -352,31 +404,42 @@ fn read_fixed_write_fixed_on_registered_buffers() {
         1,
     )
     .unwrap();
-    let c = wait_one(&mut r);
+    let c = any_wait_one(&mut r);
     assert_eq!(c.result, 64 * 1024);
     let buf: AlignedBuf = c.resources.into_buf().unwrap();
     assert_eq!(buf.as_slice(), &data[..]);
 
-    // A buffer outside the registered region is refused by the kernel.
-    let other = AlignedBuf::new(4096, 4096);
+    // A buffer outside the registered region, or a bad index: EFAULT, as
+    // the kernel says.
     r.submit(
         Op::ReadFixed {
             fd: fd(&file),
-            buf: Box::new(other),
+            buf: Box::new(AlignedBuf::new(4096, 4096)),
             buf_index: 0,
             offset: 0,
         },
         2,
     )
     .unwrap();
-    assert_eq!(wait_one(&mut r).result, -libc::EFAULT);
+    assert_eq!(any_wait_one(&mut r).result, -libc::EFAULT);
+    r.submit(
+        Op::WriteFixed {
+            fd: fd(&file),
+            buf: Box::new(vec![1u8; 8]),
+            buf_index: 3,
+            offset: 0,
+        },
+        3,
+    )
+    .unwrap();
+    assert_eq!(any_wait_one(&mut r).result, -libc::EFAULT);
     r.unregister_buffers().unwrap();
+    assert!(r.unregister_buffers().is_err());
     drop(buf);
 }
 
-#[test]
-fn probe_reports_the_basic_ops() {
-    let r = ring::<()>(8);
+fn probe_reports_the_basic_ops(b: BackendKind) {
+    let r = any_ring::<()>(b, 8);
     for k in [
         OpKind::Nop,
         OpKind::Read,
@@ -390,5 +453,5 @@ fn probe_reports_the_basic_ops() {
         assert!(r.supports(k), "{k} should be supported on this kernel");
     }
     let all: Vec<_> = OpKind::ALL.iter().filter(|k| r.supports(**k)).collect();
-    println!("supported ops: {all:?}");
+    println!("{b}: supported ops: {all:?}");
 }

@@ -4,7 +4,111 @@
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::os::fd::{AsRawFd, FromRawFd};
 
-use auraio_ring::{Completion, Fd, IoBuf, IoBufMut, Ring, RingConfig};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use auraio_ring::{
+    AnyRing, BackendChoice, BackendKind, Completion, Fd, IoBuf, IoBufMut, Ring, RingConfig,
+};
+
+/// Generates, for each named `fn name(b: BackendKind)` of the including
+/// file, one test per backend: `io_uring::name` and `blocking::name`. The
+/// io_uring test skips (printing why) where io_uring is unavailable. One
+/// invocation per test file.
+#[allow(unused_macros)]
+macro_rules! backend_tests {
+    ($($name:ident),+ $(,)?) => {
+        mod io_uring {
+            $(
+                #[test]
+                fn $name() {
+                    if let Some(why) = crate::common::io_uring_unavailable() {
+                        println!("SKIP: io_uring unavailable here: {why}");
+                        return;
+                    }
+                    super::$name(auraio_ring::BackendKind::IoUring);
+                }
+            )+
+        }
+        mod blocking {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name(auraio_ring::BackendKind::Blocking);
+                }
+            )+
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use backend_tests;
+
+/// Why io_uring cannot be used on this machine (`None`: it can). Probed
+/// once. Only "unavailable" errors (EPERM/EACCES/ENOSYS: seccomp,
+/// `kernel.io_uring_disabled`, old kernels) skip; any other setup error is a
+/// failure.
+pub fn io_uring_unavailable() -> Option<&'static str> {
+    static WHY: OnceLock<Option<String>> = OnceLock::new();
+    WHY.get_or_init(|| {
+        match Ring::<()>::new(&RingConfig {
+            sq_entries: 8,
+            ..Default::default()
+        }) {
+            Ok(_) => None,
+            Err(e) if auraio_ring::is_unavailable_error(&e) => {
+                Some(format!("io_uring_setup failed: {e}"))
+            }
+            Err(e) => panic!("io_uring setup failed (not an unavailability error): {e}"),
+        }
+    })
+    .as_deref()
+}
+
+/// The [`BackendChoice`] that builds backend `b` and nothing else.
+pub fn choice(b: BackendKind) -> BackendChoice {
+    match b {
+        BackendKind::IoUring => BackendChoice::IoUring,
+        BackendKind::Blocking => BackendChoice::Blocking,
+    }
+}
+
+/// A ring of backend `b` built from `cfg`.
+pub fn any_ring_with<T>(b: BackendKind, cfg: &RingConfig) -> AnyRing<T> {
+    let r = AnyRing::new(cfg, choice(b)).unwrap_or_else(|e| panic!("{b} ring: {e}"));
+    assert_eq!(r.backend(), b);
+    r
+}
+
+/// A ring of backend `b` with a small queue that submits every op at once.
+pub fn any_ring<T>(b: BackendKind, sq: u32) -> AnyRing<T> {
+    any_ring_with(
+        b,
+        &RingConfig {
+            sq_entries: sq,
+            batch_threshold: 1,
+            ..Default::default()
+        },
+    )
+}
+
+/// Polls and waits briefly a few times and returns everything that showed
+/// up (tests assert it is empty: no completion twice, no internal CQE
+/// leaked).
+pub fn settle<T>(r: &mut AnyRing<T>) -> Vec<Completion<T>> {
+    let mut out = Vec::new();
+    for _ in 0..5 {
+        r.poll(&mut out).unwrap();
+        r.wait(1, Some(Duration::from_millis(20)), &mut out)
+            .unwrap();
+    }
+    out
+}
+
+/// `path` as a C string.
+pub fn cpath(p: &std::path::Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
+}
 
 /// A ring for tests with a small queue.
 pub fn ring<T>(sq: u32) -> Ring<T> {
@@ -142,22 +246,12 @@ pub fn write_all(f: &std::fs::File, data: &[u8]) {
 }
 
 /// A blocking-backend ring (through `AnyRing`) with a small queue.
-pub fn bring<T>(sq: u32) -> auraio_ring::AnyRing<T> {
-    let r = auraio_ring::AnyRing::new(
-        &RingConfig {
-            sq_entries: sq,
-            batch_threshold: 1,
-            ..Default::default()
-        },
-        auraio_ring::BackendChoice::Blocking,
-    )
-    .expect("the blocking backend always builds");
-    assert_eq!(r.backend(), auraio_ring::BackendKind::Blocking);
-    r
+pub fn bring<T>(sq: u32) -> AnyRing<T> {
+    any_ring(BackendKind::Blocking, sq)
 }
 
 /// Waits for exactly one completion on any backend.
-pub fn any_wait_one<T>(ring: &mut auraio_ring::AnyRing<T>) -> Completion<T> {
+pub fn any_wait_one<T>(ring: &mut AnyRing<T>) -> Completion<T> {
     let mut out = Vec::new();
     let n = ring
         .wait(1, Some(std::time::Duration::from_secs(10)), &mut out)
@@ -167,7 +261,7 @@ pub fn any_wait_one<T>(ring: &mut auraio_ring::AnyRing<T>) -> Completion<T> {
 }
 
 /// Waits until `n` completions were collected on any backend.
-pub fn any_wait_n<T>(ring: &mut auraio_ring::AnyRing<T>, n: usize) -> Vec<Completion<T>> {
+pub fn any_wait_n<T>(ring: &mut AnyRing<T>, n: usize) -> Vec<Completion<T>> {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while out.len() < n {
