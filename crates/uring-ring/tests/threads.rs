@@ -1,26 +1,33 @@
-//! The engine's pattern: several threads submit through `Mutex<Ring>` while
-//! a reaper thread sleeps in a `Waiter` and polls under the lock.
+//! The engine's pattern, on both backends: several threads submit through
+//! `Mutex<AnyRing>` while a reaper thread sleeps in a `Waiter` and polls
+//! under the lock, or every thread submits and polls itself.
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use auraio_ring::{Op, Ring, RingConfig, SubmitErrorKind};
+use auraio_ring::{AnyRing, BackendKind, Op, RingConfig, SubmitErrorKind};
+use common::*;
 
-#[test]
-fn submitters_and_reaper_thread_every_op_once() {
+backend_tests!(
+    submitters_and_reaper_thread_every_op_once,
+    many_threads_submit_and_poll_through_a_mutex,
+);
+
+fn submitters_and_reaper_thread_every_op_once(b: BackendKind) {
     const THREADS: usize = 3;
     const PER: usize = 3000;
-    let ring: Arc<Mutex<Ring<usize>>> = Arc::new(Mutex::new(
-        Ring::new(&RingConfig {
+    let ring: Arc<Mutex<AnyRing<usize>>> = Arc::new(Mutex::new(any_ring_with(
+        b,
+        &RingConfig {
             sq_entries: 16,
             batch_threshold: 4,
             ..Default::default()
-        })
-        .unwrap(),
-    ));
+        },
+    )));
     let waiter = ring.lock().unwrap().waiter();
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(Mutex::new(vec![0u32; THREADS * PER]));
@@ -93,4 +100,42 @@ fn submitters_and_reaper_thread_every_op_once() {
         ring.lock().unwrap().stats().completions,
         (THREADS * PER) as u64
     );
+}
+
+fn many_threads_submit_and_poll_through_a_mutex(b: BackendKind) {
+    let ring: Arc<Mutex<AnyRing<(usize, usize)>>> = Arc::new(Mutex::new(any_ring(b, 32)));
+    let done = Arc::new(Mutex::new(HashSet::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (ring, done) = (ring.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut i = 0;
+                let mut out = Vec::new();
+                while i < 500 {
+                    {
+                        let mut r = ring.lock().unwrap();
+                        if r.submit(Op::Nop, (t, i)).is_ok() {
+                            i += 1;
+                        }
+                        r.poll(&mut out).unwrap();
+                    }
+                    let mut d = done.lock().unwrap();
+                    for c in out.drain(..) {
+                        assert_eq!(c.result, 0);
+                        assert!(d.insert(c.token), "twice: {:?}", c.token);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut r = ring.lock().unwrap();
+    let left = r.in_flight() as usize;
+    let mut d = done.lock().unwrap();
+    for c in any_wait_n(&mut r, left) {
+        assert!(d.insert(c.token));
+    }
+    assert_eq!(d.len(), 2000);
 }

@@ -1,14 +1,20 @@
-//! Many ops through a small ring; batching and enter counters.
+//! Many ops through a small ring and `wait`'s bounds (on both backends);
+//! batching and `io_uring_enter` counters (io_uring).
 
 mod common;
 
 use std::collections::HashSet;
 
-use auraio_ring::{Op, Ring, RingConfig, SubmitErrorKind};
+use auraio_ring::{AnyRing, BackendKind, Op, Ring, RingConfig, SubmitErrorKind};
 use common::*;
 
-#[test]
-fn thousands_of_ops_through_qd8_complete_exactly_once() {
+backend_tests!(
+    thousands_of_ops_through_qd8_complete_exactly_once,
+    wait_caps_min_at_what_can_complete,
+    wait_times_out_without_error,
+);
+
+fn thousands_of_ops_through_qd8_complete_exactly_once(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big");
     const BS: usize = 512;
@@ -17,12 +23,14 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
     std::fs::write(&path, &content).unwrap();
     let file = std::fs::File::open(&path).unwrap();
 
-    let mut r: Ring<usize> = Ring::new(&RingConfig {
-        sq_entries: 8,
-        batch_threshold: 4,
-        ..Default::default()
-    })
-    .unwrap();
+    let mut r: AnyRing<usize> = any_ring_with(
+        b,
+        &RingConfig {
+            sq_entries: 8,
+            batch_threshold: 4,
+            ..Default::default()
+        },
+    );
     assert_eq!(r.capacity(), 8);
     const N: usize = 5000;
     let mut seen = vec![0u32; N];
@@ -33,11 +41,16 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
     let mut full_hits = 0;
     while done < N {
         while next < N {
-            let op = if next.is_multiple_of(3) {
-                Op::Nop
-            } else {
-                let block = next % BLOCKS;
-                Op::read(fd(&file), Vec::with_capacity(BS), (block * BS) as u64)
+            let op = match next % 3 {
+                0 => Op::Nop,
+                1 => {
+                    let block = next % BLOCKS;
+                    Op::read(fd(&file), Vec::with_capacity(BS), (block * BS) as u64)
+                }
+                _ => Op::Fsync {
+                    fd: fd(&file),
+                    datasync: true,
+                },
             };
             match r.submit(op, next) {
                 Ok(id) => {
@@ -60,13 +73,13 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
         for c in out.drain(..) {
             seen[c.token] += 1;
             done += 1;
-            if c.token.is_multiple_of(3) {
-                assert_eq!(c.result, 0);
-            } else {
+            if c.token % 3 == 1 {
                 assert_eq!(c.result, BS as i32, "token {}", c.token);
                 let block = c.token % BLOCKS;
                 let v: Vec<u8> = c.resources.into_buf().unwrap();
                 assert_eq!(v, pattern(BS, block as u8), "token {}", c.token);
+            } else {
+                assert_eq!(c.result, 0, "nop or fsync {}", c.token);
             }
         }
     }
@@ -74,6 +87,7 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
         seen.iter().all(|&n| n == 1),
         "every op completes exactly once"
     );
+    assert!(settle(&mut r).is_empty());
     assert_eq!(r.in_flight(), 0);
     assert!(full_hits > 0, "the ring was driven to its capacity");
     assert!(
@@ -85,6 +99,28 @@ fn thousands_of_ops_through_qd8_complete_exactly_once() {
     assert_eq!(st.completions, N as u64);
     assert_eq!(st.stale_cqes, 0);
     assert!(st.sqes_submitted >= N as u64);
+    println!(
+        "{b}: {} hand-offs, {:.2} ops per hand-off",
+        st.submit_calls,
+        st.sqes_per_submit()
+    );
+    if b == BackendKind::Blocking {
+        // No internal requests: exactly one hand-off per op.
+        assert_eq!(st.sqes_submitted, N as u64);
+        let AnyRing::Blocking(pool) = &r else {
+            panic!("blocking backend expected")
+        };
+        assert!(
+            pool.workers() <= 8,
+            "{} workers for capacity 8",
+            pool.workers()
+        );
+        assert!(
+            pool.peak_running() <= 8 && pool.peak_running() >= 1,
+            "peak {}",
+            pool.peak_running()
+        );
+    }
 }
 
 #[test]
@@ -160,9 +196,8 @@ fn poll_enters_the_kernel_when_cq_is_empty_and_ops_are_in_flight() {
     assert_eq!(r.stats().enter_calls, before);
 }
 
-#[test]
-fn wait_caps_min_at_what_can_complete() {
-    let mut r = ring::<u8>(8);
+fn wait_caps_min_at_what_can_complete(b: BackendKind) {
+    let mut r = any_ring::<u8>(b, 8);
     r.submit(Op::Nop, 1).unwrap();
     let mut out = Vec::new();
     // Asking for 5 with one op in flight returns after that one (no hang).
@@ -172,10 +207,9 @@ fn wait_caps_min_at_what_can_complete() {
     assert_eq!(r.wait(3, None, &mut out).unwrap(), 0);
 }
 
-#[test]
-fn wait_times_out_without_error() {
-    let (rd, _wr) = pipe();
-    let mut r = ring::<()>(8);
+fn wait_times_out_without_error(b: BackendKind) {
+    let (rd, wr) = pipe();
+    let mut r = any_ring::<()>(b, 8);
     r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), ()).unwrap();
     let mut out = Vec::new();
     let n = r
@@ -183,4 +217,7 @@ fn wait_times_out_without_error() {
         .unwrap();
     assert_eq!(n, 0);
     assert_eq!(r.in_flight(), 1);
+    // Let the read finish (the blocking backend's drop would wait for it).
+    write_all(&wr, b"x");
+    assert_eq!(any_wait_one(&mut r).result, 1);
 }

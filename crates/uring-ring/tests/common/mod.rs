@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use auraio_ring::{
-    AnyRing, BackendChoice, BackendKind, Completion, Fd, IoBuf, IoBufMut, Ring, RingConfig,
+    AnyRing, BackendChoice, BackendKind, BlockingRing, Completion, Fd, IoBuf, IoBufMut, Op, Ring,
+    RingConfig, SlotId,
 };
 
 /// Generates, for each named `fn name(b: BackendKind)` of the including
@@ -22,8 +23,7 @@ macro_rules! backend_tests {
             $(
                 #[test]
                 fn $name() {
-                    if let Some(why) = crate::common::io_uring_unavailable() {
-                        println!("SKIP: io_uring unavailable here: {why}");
+                    if crate::common::skip_without_io_uring() {
                         return;
                     }
                     super::$name(auraio_ring::BackendKind::IoUring);
@@ -64,6 +64,18 @@ pub fn io_uring_unavailable() -> Option<&'static str> {
     .as_deref()
 }
 
+/// For tests of io_uring-only behaviour: true (after printing why) when
+/// io_uring is unavailable here and the test should return.
+pub fn skip_without_io_uring() -> bool {
+    match io_uring_unavailable() {
+        Some(why) => {
+            println!("SKIP: io_uring unavailable here: {why}");
+            true
+        }
+        None => false,
+    }
+}
+
 /// The [`BackendChoice`] that builds backend `b` and nothing else.
 pub fn choice(b: BackendKind) -> BackendChoice {
     match b {
@@ -89,6 +101,81 @@ pub fn any_ring<T>(b: BackendKind, sq: u32) -> AnyRing<T> {
             ..Default::default()
         },
     )
+}
+
+/// Waits until `n` ops are running on the blocking backend's workers (not
+/// merely queued). Panics on an io_uring ring.
+pub fn wait_running<T>(r: &AnyRing<T>, n: u32) {
+    let AnyRing::Blocking(b) = r else {
+        panic!("blocking backend expected")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.running() < n {
+        assert!(std::time::Instant::now() < deadline, "ops never started");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// A blocking-backend ring with one worker, so a second op waits for the
+/// first.
+pub fn one_worker<T>(sq: u32) -> AnyRing<T> {
+    let cfg = RingConfig {
+        sq_entries: sq,
+        batch_threshold: 1,
+        ..Default::default()
+    };
+    BlockingRing::with_max_workers(&cfg, 1).unwrap().into()
+}
+
+/// What keeps the ops of a [`stalled_ring`] pending: nothing on io_uring;
+/// on the blocking backend, a read of a private empty pipe occupying the
+/// only worker.
+pub struct Stall {
+    busy: Option<(SlotId, std::fs::File, std::fs::File)>,
+}
+
+/// A ring of backend `b` on which a read of an empty pipe stays pending,
+/// so it can still be cancelled or time out. io_uring parks such a read in
+/// the kernel, where a cancel interrupts it. The blocking backend cannot
+/// interrupt a syscall once a worker runs it, so its ring gets a single
+/// worker, kept busy by a read (token `busy_token`) of a pipe the [`Stall`]
+/// owns: ops submitted next wait in the queue, where a cancel reaches them.
+pub fn stalled_ring<T>(b: BackendKind, sq: u32, busy_token: T) -> (AnyRing<T>, Stall) {
+    match b {
+        BackendKind::IoUring => (any_ring(b, sq), Stall { busy: None }),
+        BackendKind::Blocking => {
+            let mut r = one_worker(sq);
+            let (rd, wr) = pipe();
+            let id = r
+                .submit(Op::read(fd(&rd), vec![0u8; 1], 0), busy_token)
+                .unwrap();
+            wait_running(&r, 1);
+            (
+                r,
+                Stall {
+                    busy: Some((id, rd, wr)),
+                },
+            )
+        }
+    }
+}
+
+impl Stall {
+    /// Ops in flight that belong to the stall: 1 on blocking, 0 on io_uring.
+    pub fn extra(&self) -> u32 {
+        u32::from(self.busy.is_some())
+    }
+
+    /// Lets the busy read finish and reaps it (checks it read its byte).
+    /// Call once every op of the test was reaped.
+    pub fn release<T>(self, r: &mut AnyRing<T>) {
+        if let Some((id, _rd, wr)) = self.busy {
+            write_all(&wr, b"x");
+            let c = any_wait_one(r);
+            assert_eq!((c.slot, c.result), (id, 1), "the stall's read finishes");
+        }
+        assert_eq!(r.in_flight(), 0);
+    }
 }
 
 /// Polls and waits briefly a few times and returns everything that showed
