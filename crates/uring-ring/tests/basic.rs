@@ -15,7 +15,7 @@ fn nop_completes_with_zero_and_token(b: BackendKind) {
     let mut r = any_ring::<u64>(b, 8);
     assert_eq!(r.kind(), RingKind::Normal);
     let id = r.submit(Op::Nop, 42).unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.token, 42);
     assert_eq!(c.slot, id);
     assert_eq!(c.result, 0);
@@ -30,7 +30,7 @@ fn write_then_read_back(b: BackendKind) {
     let data = pattern(10_000, 3);
     r.submit(Op::write(fd(&file), data.clone(), 100), "w")
         .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.token, "w");
     assert_eq!(c.result, data.len() as i32);
     let back: Vec<u8> = c.resources.into_buf().unwrap();
@@ -44,7 +44,7 @@ fn write_then_read_back(b: BackendKind) {
         "r",
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, data.len() as i32);
     let got: Vec<u8> = c.resources.into_buf().unwrap();
     assert_eq!(got, data);
@@ -63,13 +63,13 @@ fn write_then_read_back_many_blocks(b: BackendKind) {
         )
         .unwrap();
         if r.in_flight() == r.capacity() {
-            for c in any_wait_n(&mut r, 1) {
+            for c in wait_n(&mut r, 1) {
                 assert_eq!(c.result, BS as i32, "write {}", c.token);
             }
         }
     }
     let mut left = r.in_flight() as usize;
-    for c in any_wait_n(&mut r, left) {
+    for c in wait_n(&mut r, left) {
         assert_eq!(c.result, BS as i32, "write {}", c.token);
     }
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 32 * BS as u64);
@@ -81,7 +81,7 @@ fn write_then_read_back_many_blocks(b: BackendKind) {
         .unwrap();
     }
     left = 16;
-    for c in any_wait_n(&mut r, left) {
+    for c in wait_n(&mut r, left) {
         assert_eq!(c.result, BS as i32);
         let v: Vec<u8> = c.resources.into_buf().unwrap();
         assert_eq!(v, pattern(BS, c.token as u8), "block {}", c.token);

@@ -23,7 +23,7 @@ fn cancel_of_a_running_op_is_best_effort() {
     // completes with its data.
     r.cancel(running).unwrap();
     write_all(&wr, b"data");
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!((c.token, c.result), (1, 4));
     assert!(settle(&mut r).is_empty(), "exactly one completion");
     assert_eq!(r.in_flight(), 0);
@@ -42,7 +42,7 @@ fn cancel_before_hand_off_completes_it_locally() {
     assert_eq!(r.queued(), 1, "below the batch threshold");
     r.cancel(id).unwrap();
     assert_eq!(r.queued(), 0);
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!((c.token, c.result), (1, -libc::ECANCELED));
     assert!(settle(&mut r).is_empty());
 }
@@ -72,7 +72,7 @@ fn concurrency_is_bounded_by_max_workers() {
     assert_eq!(b.workers(), 3);
     assert_eq!(b.peak_running(), 3);
     write_all(&wr, &[1u8; 10]);
-    let got = any_wait_n(&mut r, 10);
+    let got = wait_n(&mut r, 10);
     assert!(got.iter().all(|c| c.result == 1));
     let AnyRing::Blocking(b) = &r else {
         panic!("blocking backend expected")

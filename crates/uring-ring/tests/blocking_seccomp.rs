@@ -71,13 +71,13 @@ fn seccomp_child_runs_workload_on_fallback() {
         )
         .unwrap();
         if r.in_flight() == r.capacity() {
-            for c in any_wait_n(&mut r, 1) {
+            for c in wait_n(&mut r, 1) {
                 assert_eq!(c.result, BS as i32);
             }
         }
     }
     let left = r.in_flight() as usize;
-    for c in any_wait_n(&mut r, left) {
+    for c in wait_n(&mut r, left) {
         assert_eq!(c.result, BS as i32);
     }
     assert_eq!(
@@ -93,7 +93,7 @@ fn seccomp_child_runs_workload_on_fallback() {
             )
             .unwrap();
         }
-        for c in any_wait_n(&mut r, chunk.len()) {
+        for c in wait_n(&mut r, chunk.len()) {
             assert_eq!(c.result, BS as i32);
             let v: Vec<u8> = c.resources.into_buf().unwrap();
             assert_eq!(v, pattern(BS, c.token as u8), "block {}", c.token);

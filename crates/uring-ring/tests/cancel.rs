@@ -36,7 +36,7 @@ fn cancel_pending_op_completes_once_with_ecanceled(b: BackendKind) {
     assert_eq!(r.in_flight(), 1 + stall.extra());
     r.cancel(id).unwrap();
     r.cancel(id).unwrap(); // twice is a no-op
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.token, 5);
     assert_eq!(c.slot, id);
     assert_eq!(c.result, -libc::ECANCELED);
@@ -57,7 +57,7 @@ fn cancelled_buffer_stays_alive_until_its_cqe(b: BackendKind) {
     r.cancel(id).unwrap();
     // The cancel is requested but until we reap, the slot keeps the buffer.
     assert_eq!(Arc::strong_count(&alive), 2);
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, -libc::ECANCELED);
     assert_eq!(Arc::strong_count(&alive), 2);
     drop(c);
@@ -75,7 +75,7 @@ fn buffer_stays_alive_until_its_cqe(b: BackendKind) {
     assert!(out.is_empty());
     assert_eq!(Arc::strong_count(&alive), 2, "the ring owns the buffer");
     write_all(&wr, b"hello");
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 5);
     assert_eq!(Arc::strong_count(&alive), 2, "handed back, not dropped");
     let buf: TrackedBuf = c.resources.into_buf().unwrap();
@@ -96,7 +96,7 @@ fn linked_write_then_read_sees_the_write(b: BackendKind) {
         )
         .unwrap();
     assert_ne!(first, second);
-    let got = any_wait_n(&mut r, 2);
+    let got = wait_n(&mut r, 2);
     for c in got {
         match c.token {
             "write" => assert_eq!(c.result, 2048),
@@ -118,7 +118,7 @@ fn failed_or_short_first_link_cancels_the_second(b: BackendKind) {
     let data = pattern(2048, 4);
     r.submit(Op::write(fd(&file), data.clone(), 0), "data")
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 2048);
+    assert_eq!(wait_one(&mut r).result, 2048);
 
     // A failed first op cancels the second (a read that would block, or a
     // write that would change the file).
@@ -127,7 +127,7 @@ fn failed_or_short_first_link_cancels_the_second(b: BackendKind) {
         (Op::read(fd(&rd), Vec::with_capacity(8), 0), "pipe"),
     )
     .unwrap();
-    let mut got = any_wait_n(&mut r, 2);
+    let mut got = wait_n(&mut r, 2);
     got.sort_by_key(|c| c.token);
     assert_eq!(got[0].result, -libc::EBADF);
     assert_eq!(got[1].result, -libc::ECANCELED);
@@ -137,7 +137,7 @@ fn failed_or_short_first_link_cancels_the_second(b: BackendKind) {
         (Op::write(fd(&file), vec![1u8; 8], 0), "never"),
     )
     .unwrap();
-    let mut got = any_wait_n(&mut r, 2);
+    let mut got = wait_n(&mut r, 2);
     got.sort_by_key(|c| c.token);
     assert_eq!((got[0].token, got[0].result), ("bad", -libc::EBADF));
     assert_eq!((got[1].token, got[1].result), ("never", -libc::ECANCELED));
@@ -148,7 +148,7 @@ fn failed_or_short_first_link_cancels_the_second(b: BackendKind) {
         (Op::Nop, "after-short"),
     )
     .unwrap();
-    let mut got = any_wait_n(&mut r, 2);
+    let mut got = wait_n(&mut r, 2);
     got.sort_by_key(|c| c.token);
     assert_eq!(got[0].result, -libc::ECANCELED, "{}", got[0].token);
     assert_eq!((got[1].token, got[1].result), ("short", 2048));
@@ -173,7 +173,7 @@ fn link_timeout_fires_on_pending_op(b: BackendKind) {
             Duration::from_millis(30),
         )
         .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.slot, id);
     assert_eq!(c.token, 9);
     assert_eq!(c.result, -libc::ECANCELED);
@@ -192,7 +192,7 @@ fn link_timeout_does_not_fire_when_op_is_fast(b: BackendKind) {
         Duration::from_secs(30),
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 3);
     assert!(settle(&mut r).is_empty());
     // Many timeouts in a row never exhaust the CQ budget; fast ops beat
@@ -200,7 +200,7 @@ fn link_timeout_does_not_fire_when_op_is_fast(b: BackendKind) {
     for i in 0..100u8 {
         r.submit_with_timeout(Op::Nop, i, Duration::from_secs(30))
             .unwrap();
-        let c = any_wait_one(&mut r);
+        let c = wait_one(&mut r);
         assert_eq!((c.token, c.result), (i, 0));
     }
     assert!(settle(&mut r).is_empty());
@@ -275,7 +275,7 @@ fn cancel_many_more_than_cq_budget() {
     for id in &ids {
         r.cancel(*id).unwrap();
     }
-    let got = any_wait_n(&mut r, 8);
+    let got = wait_n(&mut r, 8);
     assert!(got.iter().all(|c| c.result == -libc::ECANCELED));
     assert!(settle(&mut r).is_empty());
     assert_eq!(r.stats().stale_cqes, 0);

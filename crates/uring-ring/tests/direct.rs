@@ -45,7 +45,7 @@ fn direct_write_then_read_aligned(b: BackendKind) {
         r.submit(Op::write(fd(&file), buf, (i * BS) as u64), i as u32)
             .unwrap();
     }
-    for c in any_wait_n(&mut r, n) {
+    for c in wait_n(&mut r, n) {
         assert_eq!(c.result, BS as i32, "write {}", c.token);
     }
     for i in 0..n {
@@ -55,7 +55,7 @@ fn direct_write_then_read_aligned(b: BackendKind) {
         )
         .unwrap();
     }
-    for c in any_wait_n(&mut r, n) {
+    for c in wait_n(&mut r, n) {
         assert_eq!(c.result, BS as i32);
         let buf: AlignedBuf = c.resources.into_buf().unwrap();
         assert_eq!(buf.as_slice(), &pattern(BS, c.token as u8)[..]);
@@ -73,7 +73,7 @@ fn misaligned_direct_read_is_einval_result(b: BackendKind) {
     // Aligned memory, but a file offset of 1 and length 4095.
     r.submit(Op::read(fd(&file), AlignedBuf::new(4095, 4096), 1), ())
         .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, -libc::EINVAL, "misaligned O_DIRECT read");
     // The buffer still comes back.
     let buf: AlignedBuf = c.resources.into_buf().unwrap();

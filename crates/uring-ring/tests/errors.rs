@@ -23,7 +23,7 @@ fn bad_fd_gives_ebadf(b: BackendKind) {
     // An fd number that is certainly not open.
     r.submit(Op::write(Fd::Raw(1_000_000), vec![1u8; 16], 0), 2)
         .unwrap();
-    let mut got = any_wait_n(&mut r, 2);
+    let mut got = wait_n(&mut r, 2);
     got.sort_by_key(|c| c.token);
     assert_eq!(got[0].result, -libc::EBADF);
     assert_eq!(got[1].result, -libc::EBADF);
@@ -40,11 +40,11 @@ fn offsets_beyond_i64_are_einval_and_max_is_the_file_position(b: BackendKind) {
     let (file, _) = rw_file(&dir, "e");
     r.submit(Op::write(fd(&file), vec![1u8; 4], 1 << 63), 3)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EINVAL);
+    assert_eq!(wait_one(&mut r).result, -libc::EINVAL);
     // u64::MAX means "the file position".
     r.submit(Op::write(fd(&file), vec![7u8; 4], u64::MAX), 4)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 4, "current file position");
+    assert_eq!(wait_one(&mut r).result, 4, "current file position");
 }
 
 fn unsupported_op_is_a_typed_error_with_op_and_token_back(b: BackendKind) {
@@ -114,7 +114,7 @@ fn full_ring_refuses_with_token_back_and_pipes_ignore_offsets(b: BackendKind) {
     assert_eq!(e.token, 99);
     // Unblock everything: 8 reads of 1 byte each.
     write_all(&wr, &[7u8; 8]);
-    let got = any_wait_n(&mut r, cap as usize);
+    let got = wait_n(&mut r, cap as usize);
     assert!(got.iter().all(|c| c.result == 1));
     assert_eq!(r.in_flight(), 0);
 }
@@ -144,7 +144,7 @@ fn bad_config_is_invalid_input_not_panic(b: BackendKind) {
 fn cancel_of_unknown_slot_is_not_found(b: BackendKind) {
     let mut r = any_ring::<()>(b, 8);
     let id = r.submit(Op::Nop, ()).unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 0);
+    assert_eq!(wait_one(&mut r).result, 0);
     let e = r.cancel(id).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::NotFound);
 }

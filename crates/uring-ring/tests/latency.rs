@@ -41,18 +41,8 @@ fn latency_covers_submit_to_reap_and_eventfd_signals(b: BackendKind) {
     r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), ()).unwrap();
     std::thread::sleep(Duration::from_millis(30));
     write_all(&wr, b"late");
-    let mut pfd = libc::pollfd {
-        fd: efd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    assert_eq!(
-        unsafe { libc::poll(&mut pfd, 1, 10_000) },
-        1,
-        "eventfd readable"
-    );
-    let c = any_wait_one(&mut r);
+    assert_eq!(poll_readable(efd, 10_000), 1, "eventfd readable");
+    let c = wait_one(&mut r);
     let outer = t0.elapsed();
     assert_eq!(c.result, 4);
     // Lower bound: the op could not finish before the data was written.
@@ -91,7 +81,7 @@ fn latency_covers_kernel_time_but_not_the_wait_for_the_batch(b: BackendKind) {
     // finish before the write below, at least 30 ms after the hand-off.
     std::thread::sleep(Duration::from_millis(30));
     write_all(&wr, b"late");
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     let since_flush = t_flush.elapsed();
     assert_eq!((c.token, c.result), (1, 4));
     assert!(

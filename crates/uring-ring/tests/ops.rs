@@ -41,7 +41,7 @@ fn writev_then_readv_round_trip(b: BackendKind) {
         1,
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     let total: usize = parts.iter().map(|p| p.len()).sum();
     assert_eq!(c.result, total as i32);
     let back: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
@@ -61,7 +61,7 @@ fn writev_then_readv_round_trip(b: BackendKind) {
         2,
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.token, 2);
     assert_eq!(c.result, total as i32);
     let got: Vec<Box<[u8]>> = c.resources.into_bufs().unwrap();
@@ -80,7 +80,7 @@ fn writev_then_readv_round_trip(b: BackendKind) {
         3,
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, total as i32, "short readv");
     let got: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
     assert_eq!(got.iter().map(|g| g.len()).sum::<usize>(), total);
@@ -106,7 +106,7 @@ fn readv_sets_init_per_buffer_on_short_read(b: BackendKind) {
         (),
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 150);
     let got: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
     assert_eq!(got[0].len(), 100);
@@ -121,7 +121,7 @@ fn fsync_and_fdatasync_succeed(b: BackendKind) {
     let mut r = any_ring::<bool>(b, 8);
     r.submit(Op::write(fd(&file), pattern(512, 0), 0), false)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 512);
+    assert_eq!(wait_one(&mut r).result, 512);
     for datasync in [false, true] {
         r.submit(
             Op::Fsync {
@@ -131,7 +131,7 @@ fn fsync_and_fdatasync_succeed(b: BackendKind) {
             datasync,
         )
         .unwrap();
-        let c = any_wait_one(&mut r);
+        let c = wait_one(&mut r);
         assert_eq!(c.token, datasync);
         assert_eq!(c.result, 0, "fsync(datasync={datasync})");
     }
@@ -144,7 +144,7 @@ fn fsync_and_fdatasync_succeed(b: BackendKind) {
         true,
     )
     .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF);
+    assert_eq!(wait_one(&mut r).result, -libc::EBADF);
 }
 
 fn fallocate_extends_the_file(b: BackendKind) {
@@ -165,7 +165,7 @@ fn fallocate_extends_the_file(b: BackendKind) {
         (),
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     if c.result == -libc::EOPNOTSUPP {
         println!("SKIP: filesystem does not support fallocate");
         return;
@@ -196,7 +196,7 @@ fn ftruncate_sets_length_or_is_reported_unsupported(b: BackendKind) {
         return;
     }
     r.submit(op, ()).unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 0);
+    assert_eq!(wait_one(&mut r).result, 0);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 123);
     // Lengths beyond i64 are EINVAL, not a wrapped negative.
     r.submit(
@@ -207,7 +207,7 @@ fn ftruncate_sets_length_or_is_reported_unsupported(b: BackendKind) {
         (),
     )
     .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EINVAL);
+    assert_eq!(wait_one(&mut r).result, -libc::EINVAL);
 }
 
 fn statx_reports_size(b: BackendKind) {
@@ -225,7 +225,7 @@ fn statx_reports_size(b: BackendKind) {
         (),
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 0);
     let st = c.resources.into_statx().unwrap();
     assert_ne!(st.stx_mask & libc::STATX_SIZE, 0);
@@ -242,7 +242,7 @@ fn statx_reports_size(b: BackendKind) {
         (),
     )
     .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::ENOENT);
+    assert_eq!(wait_one(&mut r).result, -libc::ENOENT);
 }
 
 fn openat_read_close(b: BackendKind) {
@@ -262,7 +262,7 @@ fn openat_read_close(b: BackendKind) {
         0,
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert!(c.result >= 0, "openat failed: {}", c.result);
     let newfd = c.result;
     match c.resources {
@@ -272,19 +272,19 @@ fn openat_read_close(b: BackendKind) {
     // An empty Vec has capacity 0: the read returns 0 bytes.
     r.submit(Op::read(Fd::Raw(newfd), Vec::new(), 0), 1)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 0);
+    assert_eq!(wait_one(&mut r).result, 0);
     r.submit(Op::read(Fd::Raw(newfd), Vec::with_capacity(3000), 0), 2)
         .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 3000);
     assert_eq!(c.resources.into_buf::<Vec<u8>>().unwrap(), data);
 
     r.submit(Op::Close { fd: Fd::Raw(newfd) }, 3).unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 0);
+    assert_eq!(wait_one(&mut r).result, 0);
     // The fd is gone now.
     r.submit(Op::read(Fd::Raw(newfd), Vec::with_capacity(10), 0), 4)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF);
+    assert_eq!(wait_one(&mut r).result, -libc::EBADF);
 }
 
 fn registered_files_register_update_unregister(b: BackendKind) {
@@ -302,41 +302,41 @@ fn registered_files_register_update_unregister(b: BackendKind) {
     drop(fa);
     r.submit(Op::write(Fd::Fixed(0), pattern(600, 1), 0), 0)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 600);
+    assert_eq!(wait_one(&mut r).result, 600);
     assert_eq!(std::fs::read(&pa).unwrap(), pattern(600, 1));
 
     r.submit(Op::write(Fd::Fixed(1), pattern(10, 1), 0), 1)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF, "empty entry");
+    assert_eq!(wait_one(&mut r).result, -libc::EBADF, "empty entry");
     r.submit(Op::write(Fd::Fixed(9), pattern(10, 1), 0), 1)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF, "out of range");
+    assert_eq!(wait_one(&mut r).result, -libc::EBADF, "out of range");
 
     assert!(r.update_file(5, fb.as_raw_fd()).is_err());
     r.update_file(1, fb.as_raw_fd()).unwrap();
     r.submit(Op::write(Fd::Fixed(1), pattern(700, 2), 0), 2)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 700);
+    assert_eq!(wait_one(&mut r).result, 700);
     assert_eq!(std::fs::read(&pb).unwrap(), pattern(700, 2));
 
     r.submit(Op::read(Fd::Fixed(1), Vec::with_capacity(700), 0), 3)
         .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 700);
     assert_eq!(c.resources.into_buf::<Vec<u8>>().unwrap(), pattern(700, 2));
 
     // Closing a fixed file frees its entry.
     r.submit(Op::Close { fd: Fd::Fixed(1) }, 4).unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 0);
+    assert_eq!(wait_one(&mut r).result, 0);
     r.submit(Op::read(Fd::Fixed(1), Vec::with_capacity(10), 0), 5)
         .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EBADF);
+    assert_eq!(wait_one(&mut r).result, -libc::EBADF);
 
     r.unregister_files().unwrap();
     assert!(r.unregister_files().is_err());
     r.submit(Op::read(Fd::Fixed(0), Vec::with_capacity(10), 0), 6)
         .unwrap();
-    let res = any_wait_one(&mut r).result;
+    let res = wait_one(&mut r).result;
     if b == BackendKind::Blocking {
         assert_eq!(res, -libc::EBADF);
     } else {
@@ -389,7 +389,7 @@ fn read_fixed_write_fixed_on_registered_buffers(b: BackendKind) {
         0,
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 64 * 1024);
     assert_eq!(std::fs::read(&path).unwrap(), data);
     let mut buf: AlignedBuf = c.resources.into_buf().unwrap();
@@ -404,7 +404,7 @@ fn read_fixed_write_fixed_on_registered_buffers(b: BackendKind) {
         1,
     )
     .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 64 * 1024);
     let buf: AlignedBuf = c.resources.into_buf().unwrap();
     assert_eq!(buf.as_slice(), &data[..]);
@@ -421,7 +421,7 @@ fn read_fixed_write_fixed_on_registered_buffers(b: BackendKind) {
         2,
     )
     .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EFAULT);
+    assert_eq!(wait_one(&mut r).result, -libc::EFAULT);
     r.submit(
         Op::WriteFixed {
             fd: fd(&file),
@@ -432,7 +432,7 @@ fn read_fixed_write_fixed_on_registered_buffers(b: BackendKind) {
         3,
     )
     .unwrap();
-    assert_eq!(any_wait_one(&mut r).result, -libc::EFAULT);
+    assert_eq!(wait_one(&mut r).result, -libc::EFAULT);
     r.unregister_buffers().unwrap();
     assert!(r.unregister_buffers().is_err());
     drop(buf);

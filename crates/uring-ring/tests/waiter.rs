@@ -101,19 +101,12 @@ fn eventfd_becomes_readable_on_completion(b: BackendKind) {
     let n = unsafe { libc::read(efd, (&mut count as *mut u64).cast(), 8) };
     assert_eq!(n, -1, "nothing signalled yet");
     r.submit(Op::Nop, ()).unwrap();
-    let mut pfd = libc::pollfd {
-        fd: efd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, 10_000) };
-    assert_eq!(ready, 1);
+    assert_eq!(poll_readable(efd, 10_000), 1);
     // SAFETY: as above.
     let n = unsafe { libc::read(efd, (&mut count as *mut u64).cast(), 8) };
     assert_eq!(n, 8);
     assert!(count >= 1);
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 0);
     let plain = any_ring::<()>(b, 8);
     assert_eq!(plain.eventfd(), None);
@@ -140,7 +133,7 @@ fn sqpoll_or_fallback_both_work() {
     let data = pattern(8192, 2);
     r.submit(Op::write(fd(&file), data.clone(), 0), 0).unwrap();
     r.flush().unwrap();
-    assert_eq!(any_wait_one(&mut r).result, 8192);
+    assert_eq!(wait_one(&mut r).result, 8192);
     let mut done = 0;
     let mut next = 0;
     let mut out = Vec::new();
@@ -155,7 +148,7 @@ fn sqpoll_or_fallback_both_work() {
     assert_eq!(done, 500);
     r.submit(Op::read(fd(&file), Vec::with_capacity(8192), 0), 1)
         .unwrap();
-    let c = any_wait_one(&mut r);
+    let c = wait_one(&mut r);
     assert_eq!(c.result, 8192);
     assert_eq!(c.resources.into_buf::<Vec<u8>>().unwrap(), data);
 }

@@ -171,7 +171,7 @@ impl Stall {
     pub fn release<T>(self, r: &mut AnyRing<T>) {
         if let Some((id, _rd, wr)) = self.busy {
             write_all(&wr, b"x");
-            let c = any_wait_one(r);
+            let c = wait_one(r);
             assert_eq!((c.slot, c.result), (id, 1), "the stall's read finishes");
         }
         assert_eq!(r.in_flight(), 0);
@@ -197,44 +197,20 @@ pub fn cpath(p: &std::path::Path) -> std::ffi::CString {
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap()
 }
 
-/// A ring for tests with a small queue.
-pub fn ring<T>(sq: u32) -> Ring<T> {
-    Ring::new(&RingConfig {
-        sq_entries: sq,
-        batch_threshold: 1,
-        ..Default::default()
-    })
-    .expect("io_uring is available on this machine")
-}
-
 pub fn fd(f: &impl AsRawFd) -> Fd {
     Fd::Raw(f.as_raw_fd())
 }
 
-/// Waits for exactly one completion.
-pub fn wait_one<T>(ring: &mut Ring<T>) -> Completion<T> {
-    let mut out = Vec::new();
-    let n = ring
-        .wait(1, Some(std::time::Duration::from_secs(10)), &mut out)
-        .unwrap();
-    assert_eq!(n, 1, "expected one completion");
-    out.pop().unwrap()
-}
-
-/// Waits until `n` completions were collected.
-pub fn wait_n<T>(ring: &mut Ring<T>, n: usize) -> Vec<Completion<T>> {
-    let mut out = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while out.len() < n {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting");
-        ring.wait(
-            (n - out.len()) as u32,
-            Some(std::time::Duration::from_secs(1)),
-            &mut out,
-        )
-        .unwrap();
-    }
-    out
+/// `poll(2)` for `POLLIN` on `fd`: 1 when readable within `timeout_ms`,
+/// 0 when not.
+pub fn poll_readable(fd: std::os::fd::RawFd, timeout_ms: i32) -> i32 {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) }
 }
 
 /// Deterministic test data.
@@ -338,7 +314,7 @@ pub fn bring<T>(sq: u32) -> AnyRing<T> {
 }
 
 /// Waits for exactly one completion on any backend.
-pub fn any_wait_one<T>(ring: &mut AnyRing<T>) -> Completion<T> {
+pub fn wait_one<T>(ring: &mut AnyRing<T>) -> Completion<T> {
     let mut out = Vec::new();
     let n = ring
         .wait(1, Some(std::time::Duration::from_secs(10)), &mut out)
@@ -348,7 +324,7 @@ pub fn any_wait_one<T>(ring: &mut AnyRing<T>) -> Completion<T> {
 }
 
 /// Waits until `n` completions were collected on any backend.
-pub fn any_wait_n<T>(ring: &mut AnyRing<T>, n: usize) -> Vec<Completion<T>> {
+pub fn wait_n<T>(ring: &mut AnyRing<T>, n: usize) -> Vec<Completion<T>> {
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while out.len() < n {
