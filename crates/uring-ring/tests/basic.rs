@@ -2,13 +2,14 @@
 
 mod common;
 
-use auraio_ring::{BackendKind, Op, Resources, RingKind};
+use auraio_ring::{BackendKind, Op, Resources, RingConfig, RingKind};
 use common::*;
 
 backend_tests!(
     nop_completes_with_zero_and_token,
     write_then_read_back,
     write_then_read_back_many_blocks,
+    sizes_and_threshold_follow_the_config,
 );
 
 fn nop_completes_with_zero_and_token(b: BackendKind) {
@@ -91,4 +92,21 @@ fn write_then_read_back_many_blocks(b: BackendKind) {
     assert_eq!(s.completions, 48);
     assert_eq!(s.sqes_submitted, 48);
     assert!(s.submit_calls >= 1 && s.submit_calls <= 48);
+}
+
+/// The blocking backend mirrors the ring's sizes: capacity and SQ rounded
+/// as io_uring does, CQ twice the SQ, the default batch threshold.
+fn sizes_and_threshold_follow_the_config(b: BackendKind) {
+    let r = any_ring_with::<()>(
+        b,
+        &RingConfig {
+            sq_entries: 64,
+            ..Default::default()
+        },
+    );
+    assert_eq!(r.capacity(), 64);
+    assert_eq!(r.sq_entries(), 64);
+    assert_eq!(r.cq_entries(), 128);
+    assert_eq!(r.batch_threshold(), 8);
+    assert_eq!(r.fallback_reason(), None, "chosen, not fallen back to");
 }
