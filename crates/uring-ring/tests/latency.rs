@@ -26,15 +26,7 @@ fn ring_is_send_and_waiter_is_send_sync() {
 }
 
 fn latency_covers_submit_to_reap_and_eventfd_signals(b: BackendKind) {
-    let mut r: AnyRing<()> = any_ring_with(
-        b,
-        &RingConfig {
-            sq_entries: 8,
-            batch_threshold: 1,
-            eventfd: true,
-            ..Default::default()
-        },
-    );
+    let mut r: AnyRing<()> = eventfd_ring(b);
     let efd = r.eventfd().expect("eventfd");
     let (rd, wr) = pipe();
     let t0 = Instant::now();

@@ -6,7 +6,7 @@ mod common;
 
 use std::os::fd::AsRawFd;
 
-use auraio_ring::{BackendKind, Fd, Op, OpKind, OwnedBuf, Resources, SubmitErrorKind};
+use auraio_ring::{AnyRing, BackendKind, Fd, Op, OpKind, OwnedBuf, Resources, SubmitErrorKind};
 use common::*;
 
 backend_tests!(
@@ -22,6 +22,32 @@ backend_tests!(
     read_fixed_write_fixed_on_registered_buffers,
     probe_reports_the_basic_ops,
 );
+
+/// Reads `file` at `offset` into empty `Vec`s of capacities `caps` with one
+/// readv; returns its result and the buffers (init length set by the read).
+fn readv_into_empty_vecs<T>(
+    r: &mut AnyRing<T>,
+    file: &std::fs::File,
+    caps: &[usize],
+    offset: u64,
+    token: T,
+) -> (i32, Vec<Vec<u8>>) {
+    let bufs = caps
+        .iter()
+        .map(|&n| Box::new(Vec::<u8>::with_capacity(n)) as Box<dyn OwnedBuf>)
+        .collect();
+    r.submit(
+        Op::Readv {
+            fd: fd(file),
+            bufs,
+            offset,
+        },
+        token,
+    )
+    .unwrap();
+    let c = wait_one(r);
+    (c.result, c.resources.into_bufs().unwrap())
+}
 
 fn writev_then_readv_round_trip(b: BackendKind) {
     let dir = tempfile::tempdir().unwrap();
@@ -70,19 +96,8 @@ fn writev_then_readv_round_trip(b: BackendKind) {
     }
 
     // Read 3 x 2000 from offset 10: the file has 4203 bytes there.
-    let mk = |n: usize| Box::new(Vec::<u8>::with_capacity(n)) as Box<dyn OwnedBuf>;
-    r.submit(
-        Op::Readv {
-            fd: fd(&file),
-            bufs: vec![mk(2000), mk(2000), mk(2000)],
-            offset: 10,
-        },
-        3,
-    )
-    .unwrap();
-    let c = wait_one(&mut r);
-    assert_eq!(c.result, total as i32, "short readv");
-    let got: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
+    let (result, got) = readv_into_empty_vecs(&mut r, &file, &[2000, 2000, 2000], 10, 3);
+    assert_eq!(result, total as i32, "short readv");
     assert_eq!(got.iter().map(|g| g.len()).sum::<usize>(), total);
     assert_eq!(got.concat(), parts.concat());
 }
@@ -92,23 +107,8 @@ fn readv_sets_init_per_buffer_on_short_read(b: BackendKind) {
     let (file, _) = rw_file(&dir, "short");
     std::fs::write(dir.path().join("short"), pattern(150, 9)).unwrap();
     let mut r = any_ring::<()>(b, 8);
-    let mk = |n: usize| {
-        let mut v = vec![0u8; n];
-        v.clear();
-        Box::new(v) as Box<dyn OwnedBuf>
-    };
-    r.submit(
-        Op::Readv {
-            fd: fd(&file),
-            bufs: vec![mk(100), mk(100), mk(100)],
-            offset: 0,
-        },
-        (),
-    )
-    .unwrap();
-    let c = wait_one(&mut r);
-    assert_eq!(c.result, 150);
-    let got: Vec<Vec<u8>> = c.resources.into_bufs().unwrap();
+    let (result, got) = readv_into_empty_vecs(&mut r, &file, &[100, 100, 100], 0, ());
+    assert_eq!(result, 150);
     assert_eq!(got[0].len(), 100);
     assert_eq!(got[1].len(), 50);
     assert_eq!(got[2].len(), 0);

@@ -86,15 +86,7 @@ fn waiter_outlives_the_ring(b: BackendKind) {
 }
 
 fn eventfd_becomes_readable_on_completion(b: BackendKind) {
-    let mut r: AnyRing<()> = any_ring_with(
-        b,
-        &RingConfig {
-            sq_entries: 8,
-            batch_threshold: 1,
-            eventfd: true,
-            ..Default::default()
-        },
-    );
+    let mut r: AnyRing<()> = eventfd_ring(b);
     let efd = r.eventfd().expect("eventfd registered");
     let mut count = 0u64;
     // SAFETY: reading 8 bytes into a u64 from our non-blocking eventfd.

@@ -103,6 +103,19 @@ pub fn any_ring<T>(b: BackendKind, sq: u32) -> AnyRing<T> {
     )
 }
 
+/// A ring of backend `b` that signals an eventfd on completions.
+pub fn eventfd_ring<T>(b: BackendKind) -> AnyRing<T> {
+    any_ring_with(
+        b,
+        &RingConfig {
+            sq_entries: 8,
+            batch_threshold: 1,
+            eventfd: true,
+            ..Default::default()
+        },
+    )
+}
+
 /// Waits until `n` ops are running on the blocking backend's workers (not
 /// merely queued). Panics on an io_uring ring.
 pub fn wait_running<T>(r: &AnyRing<T>, n: u32) {
