@@ -21,7 +21,7 @@ pub struct Criteria {
     /// Throughput in each evaluation window ÷ the best fixed depth's (at
     /// least this).
     pub min_thr_ratio: Option<f64>,
-    /// Segment 0: time until the limit stays within ±10 % of the best depth
+    /// Segment 0: time until the limit stays within −10 %..+25 % of the best depth
     /// for 1 s (at most this, s).
     pub max_converge_s: Option<f64>,
     /// Later segments: time from the step until the limit stays within ±25 %
@@ -559,7 +559,7 @@ pub struct SegmentMetrics {
     pub limit_ratio: Option<f64>,
     /// CoV of the limit in the evaluation window.
     pub cov: f64,
-    /// Time from the segment start until the limit stays within ±10 % of the
+    /// Time from the segment start until the limit stays within −10 %..+25 % of the
     /// best depth for 1 s (None = never).
     pub converge_s: Option<f64>,
     /// The same with ±25 % (reaction after a step; None = never).

@@ -55,9 +55,10 @@ pub struct AimdConfig {
     pub latency_guard_mult: f64,
     /// …or above this ceiling (µs). Settable at run time.
     pub p99_ceiling_us: u64,
-    /// After a latency backoff, probing stays below the limit that violated
-    /// for this long (ms) after the last violation; then the cap expires and
-    /// re-probes may find the pre-violation level again.
+    /// After a latency backoff the controller holds the new limit, and no
+    /// probe goes above it, for this long (ms) after the last violation;
+    /// then the cap expires and re-probes may find the pre-violation level
+    /// again.
     pub cap_ms: u64,
     /// SETTLING: hold time after a change (ms).
     pub settle_ms: u64,
@@ -91,9 +92,9 @@ pub struct AimdConfig {
     /// not look like congestion while a sustained rise shows at once.
     pub guard_ticks: u32,
     /// STEADY/CONVERGED: re-probe after this long without a change (ms;
-    /// 0 = never; at least four times as long as the last probe took): one
-    /// trial up by `reprobe_step`, and if that buys nothing one trial down
-    /// by `descend_factor`. A re-probe that moves nothing
+    /// 0 = never; at least four times as long as the last probe took): a
+    /// trial up by `reprobe_step`, and if that buys nothing descend trials
+    /// (`descend_factor`, then bisecting) as after any climb. A re-probe that moves nothing
     /// returns to the phase it left.
     pub reprobe_ms: u64,
     /// A re-probe's first trial compares the limit with `limit × (1 + this)`.
@@ -125,7 +126,7 @@ impl Default for AimdConfig {
             converge_ms: 5_000,
             app_limited_fraction: 0.75,
             change_throughput: 0.25,
-            change_rise: 0.25,
+            change_rise: 0.15,
             change_p99: 1.0,
             change_windows: 3,
             smoothing: 0.3,
@@ -265,6 +266,12 @@ impl AimdConfig {
             if *field(&mut c) == 0 {
                 return Err(format!("aimd: {name} must be >= 1"));
             }
+        }
+        if self.trial_max_pairs < self.trial_min_pairs {
+            return Err(format!(
+                "aimd: trial_max_pairs = {} must be >= trial_min_pairs = {}",
+                self.trial_max_pairs, self.trial_min_pairs
+            ));
         }
         for (name, get, _, lo, hi) in RANGES {
             let v = get(self);

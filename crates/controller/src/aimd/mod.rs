@@ -278,20 +278,21 @@ impl Aimd {
     }
 
     /// Multiplicative decrease on a latency violation (always strictly
-    /// lower unless at the minimum); probing stays below the violating
-    /// limit until the cap expires.
+    /// lower unless at the minimum), then hold: no probe may go above the
+    /// new limit until the cap expires (`cap_ms` after the last cut), so a
+    /// binding ceiling costs one cut per re-probe, not a burst of them.
     fn backoff(&mut self, p99: u64, threshold: u64, why: &str) {
         let old = self.limit;
         let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
         self.set_limit(cut.min(old.saturating_sub(1)));
         self.guard.clear();
         self.guard.after_cut = true;
-        let cap = old.saturating_sub(1).max(self.limit);
+        let cap = self.limit;
         self.cap = Some((cap, Duration::from_millis(self.cfg.cap_ms)));
         self.after_settle = if self.baseline_p99.is_none() {
             AimdPhase::Baseline
         } else {
-            AimdPhase::Probing
+            AimdPhase::Steady
         };
         self.enter(
             AimdPhase::Backoff,

@@ -102,7 +102,7 @@ impl Aimd {
         let hi = self.grown(from, step);
         if hi <= from {
             let what = if self.cap().is_some_and(|c| c < self.limits.max_in_flight) {
-                "the cap below the limit that last violated the latency target"
+                "the cap set by the last latency backoff"
             } else {
                 "the maximum in-flight limit"
             };
