@@ -15,6 +15,7 @@ use auraio_controller::{
 };
 use auraio_ring::{AnyRing, BackendKind, Completion, IoBufMut, RingConfig, RingKind};
 
+use crate::callback::Callback;
 use crate::config::{EngineBuilder, ReaperMode, RingSelection};
 use crate::error::{shutdown_error, SubmitError};
 use crate::future::OpFuture;
@@ -596,12 +597,13 @@ impl Engine {
     }
 
     /// A new op's control block (for its handle or future) and its
-    /// completion target (for the ring).
+    /// completion target (for the ring): the op's one `Target`, as the
+    /// callback kept in the block requires.
     #[inline(always)]
     fn target(
         &self,
         idx: usize,
-        deliver: Deliver,
+        (deliver, cb): (Deliver, Option<Callback>),
         op: &auraio_ring::Op,
         shortened: bool,
     ) -> (Arc<OpCtl>, Target) {
@@ -617,7 +619,7 @@ impl Engine {
             ),
             fixed_file: crate::request::uses_fixed_file(op),
         };
-        let ctl = OpCtl::new(idx as u32, sh.id(), info);
+        let ctl = OpCtl::new(idx as u32, sh.id(), info, cb);
         let target = Target {
             ctl: Arc::clone(&ctl),
             deliver,
@@ -629,7 +631,7 @@ impl Engine {
     fn submit_single<O: 'static>(
         &self,
         req: Request<O>,
-        deliver: impl FnOnce(crate::request::Conv<O>) -> Deliver,
+        deliver: impl FnOnce(crate::request::Conv<O>) -> (Deliver, Option<Callback>),
     ) -> Result<Arc<OpCtl>, SubmitError<O>> {
         let Request {
             op,
@@ -682,9 +684,9 @@ impl Engine {
     fn submit_pair<A: 'static, B: 'static>(
         &self,
         first: Request<A>,
-        da: impl FnOnce(crate::request::Conv<A>) -> Deliver,
+        da: impl FnOnce(crate::request::Conv<A>) -> (Deliver, Option<Callback>),
         second: Request<B>,
-        db: impl FnOnce(crate::request::Conv<B>) -> Deliver,
+        db: impl FnOnce(crate::request::Conv<B>) -> (Deliver, Option<Callback>),
     ) -> Result<(Arc<OpCtl>, Arc<OpCtl>), SubmitError<(A, B)>> {
         let fail = |a: Request<A>, b: Request<B>, e: io::Error| {
             let out = (a.fail(clone_error(&e)), b.fail(clone_error(&e)));
@@ -747,7 +749,10 @@ impl Engine {
         F: FnOnce(O) + Send + 'static,
     {
         self.submit_single(req, |conv| {
-            Deliver::Callback(Box::new(move |r, res| cb(conv(r, res))))
+            (
+                Deliver::Callback,
+                Some(Callback::new(move |r, res| cb(conv(r, res)))),
+            )
         })
         .map(|ctl| OpHandle { ctl })
     }
@@ -772,9 +777,19 @@ impl Engine {
     {
         self.submit_pair(
             first,
-            |conv| Deliver::Callback(Box::new(move |r, res| cb_first(conv(r, res)))),
+            |conv| {
+                (
+                    Deliver::Callback,
+                    Some(Callback::new(move |r, res| cb_first(conv(r, res)))),
+                )
+            },
             second,
-            |conv| Deliver::Callback(Box::new(move |r, res| cb_second(conv(r, res)))),
+            |conv| {
+                (
+                    Deliver::Callback,
+                    Some(Callback::new(move |r, res| cb_second(conv(r, res)))),
+                )
+            },
         )
         .map(|(a, b)| (OpHandle { ctl: a }, OpHandle { ctl: b }))
     }
@@ -797,7 +812,7 @@ impl Engine {
     pub fn call<O: 'static>(&self, req: Request<O>) -> OpFuture<O> {
         self.ensure_reaper();
         let conv = req.conv;
-        match self.submit_single(req, |_| Deliver::Future) {
+        match self.submit_single(req, |_| (Deliver::Future, None)) {
             Ok(ctl) => OpFuture::pending(ctl, Arc::clone(self.sh()), conv),
             Err(e) => OpFuture::ready(e.into_output()),
         }
@@ -811,7 +826,12 @@ impl Engine {
     ) -> (OpFuture<A>, OpFuture<B>) {
         self.ensure_reaper();
         let (conv_a, conv_b) = (first.conv, second.conv);
-        match self.submit_pair(first, |_| Deliver::Future, second, |_| Deliver::Future) {
+        match self.submit_pair(
+            first,
+            |_| (Deliver::Future, None),
+            second,
+            |_| (Deliver::Future, None),
+        ) {
             Ok((a, b)) => (
                 OpFuture::pending(a, Arc::clone(self.sh()), conv_a),
                 OpFuture::pending(b, Arc::clone(self.sh()), conv_b),

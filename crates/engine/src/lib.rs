@@ -108,6 +108,7 @@
 //! with the lock released, run callbacks and wake futures.
 #![warn(missing_docs)]
 
+mod callback;
 mod config;
 mod engine;
 mod error;

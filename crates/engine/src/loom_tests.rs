@@ -70,7 +70,7 @@ fn future_target(ctl: &Arc<OpCtl>) -> Target {
 #[test]
 fn loom_completion_vs_poll_never_loses_the_wakeup() {
     loom::model(|| {
-        let ctl = OpCtl::new(0, 1, read_info());
+        let ctl = OpCtl::new(0, 1, read_info(), None);
         let target = future_target(&ctl);
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = futures::task::waker(Arc::clone(&flag));
@@ -98,7 +98,7 @@ fn loom_completion_vs_poll_never_loses_the_wakeup() {
 fn loom_completion_vs_future_drop_frees_the_buffer_once() {
     loom::model(|| {
         let tag = Arc::new(());
-        let ctl = OpCtl::new(0, 1, read_info());
+        let ctl = OpCtl::new(0, 1, read_info(), None);
         let target = future_target(&ctl);
         let buf = Tracked {
             data: vec![0u8; 8],

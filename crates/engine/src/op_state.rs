@@ -15,6 +15,9 @@ use std::task::Waker;
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
+use std::cell::UnsafeCell;
+
+use crate::callback::Callback;
 use crate::sync::{AtomicU64, Mutex, MutexGuard};
 
 use auraio_ring::{OpKind, Resources, SlotId};
@@ -84,7 +87,21 @@ pub(crate) struct OpCtl {
     trace_submit_ns: std::sync::atomic::AtomicU64,
     trace_in_flight: AtomicU32,
     st: Mutex<CtlState>,
+    /// A callback op's callback (`None` for a future's op, or once taken).
+    /// Only the op's [`Target`] touches it after construction (see the
+    /// `Sync` impl below).
+    cb: UnsafeCell<Option<Callback>>,
 }
+
+// SAFETY: `cb` is the only field that is not `Sync`. It is written only
+// while the block is exclusively owned (`Arc::new` in `OpCtl::new`, or
+// `Arc::get_mut` on a cached block) and afterwards read and taken only by
+// the op's one `Target` (in `Target::finish`, which consumes it). A `Target`
+// is not `Clone`, exists once per op (built next to the block in
+// `Engine::target`), and moves between threads only through the ring lock
+// or the hand-off of reaped completions, which order those accesses. Other
+// holders of the block (`OpHandle`, `OpFuture`, cancel) never touch `cb`.
+unsafe impl Sync for OpCtl {}
 
 /// Control blocks kept per thread for reuse (see [`OpCtl::recycle`]).
 #[cfg(not(loom))]
@@ -107,8 +124,9 @@ fn fresh_state() -> CtlState {
 impl OpCtl {
     /// A control block for a new op: a recycled one from this thread's
     /// cache when there is one (one allocation less per op), else new.
+    /// `cb`: the callback of a callback op (`None` for a future's op).
     #[inline(always)]
-    pub(crate) fn new(ring: u32, owner: usize, info: OpInfo) -> Arc<Self> {
+    pub(crate) fn new(ring: u32, owner: usize, info: OpInfo, cb: Option<Callback>) -> Arc<Self> {
         #[cfg(not(loom))]
         {
             let cached = CTL_CACHE
@@ -126,6 +144,7 @@ impl OpCtl {
                     *m.trace_submit_ns.get_mut() = 0;
                     *m.trace_in_flight.get_mut() = 0;
                     *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
+                    *m.cb.get_mut() = cb;
                     return a;
                 }
             }
@@ -138,6 +157,7 @@ impl OpCtl {
             trace_submit_ns: std::sync::atomic::AtomicU64::new(0),
             trace_in_flight: AtomicU32::new(0),
             st: Mutex::new(fresh_state()),
+            cb: UnsafeCell::new(cb),
         })
     }
 
@@ -152,7 +172,7 @@ impl OpCtl {
                 return;
             };
             let st = m.st.get_mut().unwrap_or_else(|p| p.into_inner());
-            if st.result.is_some() || st.waker.is_some() {
+            if st.result.is_some() || st.waker.is_some() || m.cb.get_mut().is_some() {
                 // Not expected for a finished callback op; let it drop
                 // normally rather than reason about what it holds.
                 return;
@@ -236,9 +256,11 @@ impl OpCtl {
 }
 
 /// How a completion reaches its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Deliver {
-    /// Callback face: run this (outside every engine lock).
-    Callback(Box<dyn FnOnce(io::Result<u32>, Resources) + Send>),
+    /// Callback face: run the callback kept in the `OpCtl` (outside every
+    /// engine lock).
+    Callback,
     /// Async face: store the result in the `OpCtl` and wake the future.
     Future,
 }
@@ -272,9 +294,10 @@ impl OpInfo {
     }
 }
 
-/// The per-op completion target stored in the ring slot / backlog: three
-/// words (what the op is lives in its [`OpCtl`]), so moving it along the
-/// submit and reap paths stays cheap.
+/// The per-op completion target stored in the ring slot / backlog: two
+/// words (what the op is and its callback live in its [`OpCtl`]), so
+/// moving it along the submit and reap paths stays cheap. One per op, not
+/// `Clone`: the only value allowed to take the op's callback.
 pub(crate) struct Target {
     pub(crate) ctl: Arc<OpCtl>,
     pub(crate) deliver: Deliver,
@@ -302,10 +325,20 @@ impl Target {
             resources
         };
         match self.deliver {
-            Deliver::Callback(f) => {
+            Deliver::Callback => {
+                // SAFETY: this is the op's one `Target`, consumed here: no
+                // other access to `cb` can happen now or later (see the
+                // `Sync` impl of `OpCtl`).
+                let f = unsafe { (*self.ctl.cb.get()).take() };
                 self.ctl.set_phase(Phase::Done);
+                let Some(f) = f else {
+                    // Not reachable: a callback op is built with its
+                    // callback, and only this (consumed) target takes it.
+                    OpCtl::recycle(self.ctl);
+                    return Finish::Ok;
+                };
                 let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    f(result, resources)
+                    f.call(result, resources)
                 })) {
                     Ok(()) => Finish::Ok,
                     Err(payload) => Finish::Panicked(panic_message(payload.as_ref())),
@@ -380,5 +413,101 @@ impl std::fmt::Debug for OpHandle {
             .field("ring", &self.ctl.ring)
             .field("phase", &self.ctl.phase())
             .finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn nop_info() -> OpInfo {
+        OpInfo {
+            kind: OpKind::Nop,
+            len: 0,
+            traced: false,
+            shortened: false,
+            fixed_buf: false,
+            fixed_file: false,
+        }
+    }
+
+    /// Counts its drops.
+    struct Tracked(Arc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn callback_target(calls: &Arc<AtomicUsize>, drops: &Arc<AtomicUsize>) -> Target {
+        let (c, t) = (Arc::clone(calls), Tracked(Arc::clone(drops)));
+        let cb = Callback::new(move |r: io::Result<u32>, _: Resources| {
+            let _t = &t;
+            c.fetch_add(r.unwrap() as usize, std::sync::atomic::Ordering::SeqCst);
+        });
+        Target {
+            ctl: OpCtl::new(0, 1, nop_info(), Some(cb)),
+            deliver: Deliver::Callback,
+        }
+    }
+
+    /// The callback kept in the block runs once, through the target, and
+    /// the block then serves the next op without the old callback.
+    #[test]
+    fn the_kept_callback_runs_once_and_the_block_is_reused_clean() {
+        let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let t = callback_target(&calls, &drops);
+        let handle = OpHandle {
+            ctl: Arc::clone(&t.ctl),
+        };
+        assert!(!handle.is_done());
+        assert!(matches!(t.finish(Ok(2), Resources::None), Finish::Ok));
+        assert!(handle.is_done());
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
+        drop(handle);
+        // No holder left: the next finished op's block goes to the cache
+        // and comes back for the op after it, without a callback.
+        let t = callback_target(&calls, &drops);
+        let addr = Arc::as_ptr(&t.ctl);
+        t.finish(Ok(1), Resources::None);
+        let next = OpCtl::new(0, 1, nop_info(), None);
+        assert_eq!(Arc::as_ptr(&next), addr);
+        // SAFETY: test-only look at the cell; nothing else uses `next`.
+        assert!(unsafe { (*next.cb.get()).is_none() });
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// A target dropped without being finished (not done by the engine,
+    /// which finishes every target) still frees its callback, with the block.
+    #[test]
+    fn an_unfinished_callback_is_dropped_with_its_block() {
+        let (calls, drops) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let t = callback_target(&calls, &drops);
+        drop(t);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    /// A panicking callback is reported, runs once, and frees its captures once.
+    #[test]
+    fn a_panicking_kept_callback_is_reported() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let t = Tracked(Arc::clone(&drops));
+        let cb = Callback::new(move |_: io::Result<u32>, _: Resources| {
+            let _t = &t;
+            panic!("callback says no");
+        });
+        let target = Target {
+            ctl: OpCtl::new(0, 1, nop_info(), Some(cb)),
+            deliver: Deliver::Callback,
+        };
+        match target.finish(Ok(0), Resources::None) {
+            Finish::Panicked(m) => assert_eq!(m, "callback says no"),
+            Finish::Ok => panic!("the panic was not reported"),
+        }
+        assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

@@ -814,7 +814,7 @@ impl Shard {
         if target.info().fixed_file {
             self.fixed_files.fetch_sub(1, Relaxed);
         }
-        let is_future = matches!(target.deliver, crate::op_state::Deliver::Future);
+        let is_future = target.deliver == crate::op_state::Deliver::Future;
         if is_future {
             self.add_delivered(1);
         } else {
