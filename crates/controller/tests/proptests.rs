@@ -265,6 +265,10 @@ proptest! {
         // After the controller's own cut the guard judges again only once
         // it holds `keep` ticks at the new limit.
         let mut holding = false;
+        // The P99 that caused the last cut, while every judged window since
+        // violated too: a further cut needs the P99 to have fallen below
+        // CUT_RESPONSE (0.9) of it.
+        let mut last_cut: Option<u64> = None;
         let mut c = Aimd::new(cfg, lim);
         let mut lim = lim;
         let mut guard = GuardModel::default();
@@ -304,8 +308,14 @@ proptest! {
                     if s.completions > 0 {
                         prop_assert_eq!(c.guard_p99_ns(), p99, "guard window differs from the model");
                     }
+                    let violation = p99.filter(|_| s.completions > 0)
+                        .filter(|&p| p > threshold && queueing && !holding);
+                    if s.completions > 0 && !holding && p99.is_some() && violation.is_none() {
+                        last_cut = None;
+                    }
+                    let responsive = |p: u64| last_cut.is_none_or(|prev| (p as f64) < prev as f64 * 0.9);
                     if let Some(p99) = p99.filter(|_| s.completions > 0) {
-                        if p99 > threshold && queueing && !holding
+                        if p99 > threshold && queueing && !holding && responsive(p99)
                             && before.in_flight_limit > lim.normalized().min_in_flight
                         {
                             prop_assert!(d.in_flight_limit < before.in_flight_limit,
@@ -319,13 +329,15 @@ proptest! {
                         && before.in_flight_limit > lim.normalized().min_in_flight
                     {
                         prop_assert!(d.in_flight_limit < before.in_flight_limit || p99.is_some_and(|p| p <= threshold)
-                            || !queueing || holding,
+                            || !queueing || holding || p99.is_some_and(|p| !responsive(p)),
                             "tick median above the threshold without a backoff");
                     }
                     // Only a backoff (the controller's own cut) clears
                     // the guard window; trials move the limit both ways.
                     if c.phase() == AimdPhase::Backoff {
                         prop_assert!(d.in_flight_limit < before.in_flight_limit, "a backoff that did not cut");
+                        prop_assert!(violation.is_some_and(responsive), "a cut without a responsive violation");
+                        last_cut = violation;
                         guard = GuardModel::default();
                         holding = true;
                     }

@@ -92,7 +92,7 @@ pub struct AimdConfig {
     /// not look like congestion while a sustained rise shows at once.
     pub guard_ticks: u32,
     /// STEADY/CONVERGED: re-probe after this long without a change (ms;
-    /// 0 = never; at least four times as long as the last probe took): a
+    /// 0 = never; at least twice as long as the last probe took): a
     /// trial up by `reprobe_step`, and if that buys nothing descend trials
     /// (`descend_factor`, then bisecting) as after any climb. A re-probe that moves nothing
     /// returns to the phase it left.
@@ -116,7 +116,7 @@ impl Default for AimdConfig {
             trial_leg_ticks: 2,
             trial_leg_completions: 50,
             trial_min_pairs: 3,
-            trial_max_pairs: 12,
+            trial_max_pairs: 20,
             trial_z: 1.5,
             backoff_factor: 0.8,
             latency_guard_mult: 10.0,

@@ -58,6 +58,10 @@ impl AimdPhase {
     }
 }
 
+/// A further cut needs the guard P99 below this share of the P99 that
+/// caused the last one (a ×0.8 cut of depth-driven latency lowers it ~20 %).
+pub(crate) const CUT_RESPONSE: f64 = 0.9;
+
 /// The steady watch's measurements, saved across a phase change.
 #[derive(Clone, Copy, Debug)]
 struct WatchMemo {
@@ -96,13 +100,17 @@ pub struct Aimd {
     guard: Guard,
     /// Its P99 as of the last non-empty tick.
     guard_p99: Option<u64>,
+    /// The guard P99 that caused the last cut, while every judged window
+    /// since has violated too: a further cut needs the P99 to have fallen
+    /// after it (latency that does not follow depth is not ours to cut).
+    last_cut_p99: Option<u64>,
     // SETTLING / STEADY / CONVERGED
     /// Time in STEADY/CONVERGED since the last change or re-probe.
     hold_elapsed: Duration,
     /// Time since the current probe started.
     probe_elapsed: Duration,
-    /// Hold before the next periodic re-probe: `reprobe_ms`, or four times
-    /// as long as the last probe took (slow devices make long trials, and
+    /// Hold before the next periodic re-probe: `reprobe_ms`, or twice as
+    /// long as the last probe took (slow devices make long trials, and
     /// re-probing must stay a small share of the time).
     reprobe_every: Duration,
     phase_elapsed: Duration,
@@ -139,6 +147,7 @@ impl Aimd {
             cap: None,
             guard: Guard::default(),
             guard_p99: None,
+            last_cut_p99: None,
             hold_elapsed: Duration::ZERO,
             probe_elapsed: Duration::ZERO,
             reprobe_every: Duration::from_millis(cfg.reprobe_ms),
@@ -525,14 +534,37 @@ impl Aimd {
             .guard_p99
             .filter(|&p| p > threshold && queueing && judging)
         else {
+            if judging && self.guard_p99.is_some() {
+                self.last_cut_p99 = None;
+            }
             return false;
         };
+        if let Some(prev) = self
+            .last_cut_p99
+            .filter(|&prev| p99 as f64 >= prev as f64 * CUT_RESPONSE)
+        {
+            // The last cut did not bring the latency down: it is not
+            // queueing at this ring's depth (a slow device, a starved
+            // CPU). Cutting again would only lose throughput; hold, and
+            // climb no higher while it lasts.
+            self.cap = Some((self.limit, Duration::from_millis(self.cfg.cap_ms)));
+            self.reason = format!(
+                "P99 {} µs > {} µs, but it did not fall after the last cut ({} µs): not \
+                 this ring's queueing; holding at {}",
+                p99 / 1000,
+                threshold / 1000,
+                prev / 1000,
+                self.limit
+            );
+            return false;
+        }
         let why = if p99 > self.ceiling_ns {
             "P99 above the ceiling"
         } else {
             "P99 above the baseline guard"
         };
         if self.limit > self.limits.min_in_flight {
+            self.last_cut_p99 = Some(p99);
             self.backoff(p99, threshold, why);
         } else {
             self.reason = format!(

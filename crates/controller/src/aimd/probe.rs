@@ -182,7 +182,7 @@ impl Aimd {
     /// re-probe moved nothing, otherwise settle into STEADY.
     fn conclude(&mut self, limit: u32, origin: Option<Origin>, why: String) {
         self.probe = None;
-        self.reprobe_every = Duration::from_millis(self.cfg.reprobe_ms).max(self.probe_elapsed * 4);
+        self.reprobe_every = Duration::from_millis(self.cfg.reprobe_ms).max(self.probe_elapsed * 2);
         self.set_limit(limit);
         if let Some((ph, l0, el)) = origin {
             if self.limit == l0 {
