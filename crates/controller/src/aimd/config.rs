@@ -24,6 +24,11 @@ pub struct AimdConfig {
     /// PROBING climbs by this factor per won trial (from the initial limit,
     /// after a backoff, and after a re-probe found more throughput).
     pub climb_factor: f64,
+    /// …and by this factor after a trial won with an elasticity of 0.25 or
+    /// less (geometric in between up to 0.5). A smaller step overshoots a
+    /// flattening knee less, but a trial over a smaller span resolves a
+    /// smaller throughput difference, so it decides less reliably.
+    pub flat_climb_factor: f64,
     /// PROBING steps down by this factor per trial while the lower limit
     /// gives as much throughput and no lower level is known to lose.
     pub descend_factor: f64,
@@ -110,6 +115,7 @@ impl Default for AimdConfig {
             min_window_ticks: 1,
             additive_increase: 1,
             climb_factor: 2.0,
+            flat_climb_factor: std::f64::consts::SQRT_2,
             descend_factor: 0.8,
             bracket_ratio: 1.25,
             gain_epsilon: 0.05,
@@ -154,6 +160,13 @@ const RANGES: &[Range] = &[
         "climb_factor",
         |c| c.climb_factor,
         |c| &mut c.climb_factor,
+        1.0,
+        100.0,
+    ),
+    (
+        "flat_climb_factor",
+        |c| c.flat_climb_factor,
+        |c| &mut c.flat_climb_factor,
         1.0,
         100.0,
     ),

@@ -238,10 +238,12 @@ impl Aimd {
                 if hi >= self.top() {
                     self.conclude(hi, origin, format!("{why}; at the top {hi}"));
                 } else {
-                    // Full steps while throughput still scales well; half
-                    // steps (in log terms) once the gain is flattening,
-                    // so the next trial overshoots the knee less.
-                    let f = self.cfg.climb_factor.powf((2.0 * e).clamp(0.5, 1.0));
+                    // `climb_factor` while throughput still scales well
+                    // (elasticity >= 0.5), `flat_climb_factor` once the
+                    // gain flattens (<= 0.25), geometric in between.
+                    let t = (4.0 * e - 1.0).clamp(0.0, 1.0);
+                    let f =
+                        self.cfg.flat_climb_factor.powf(1.0 - t) * self.cfg.climb_factor.powf(t);
                     self.climb(hi, f, origin, start, Some(lo));
                     self.reason = format!("{why}; {}", self.reason);
                 }
