@@ -106,6 +106,63 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
+/// One round through [`Engine::submit_batch`]: the same `batch` NOPs as
+/// [`engine_round`], handed over in one call (one ring lock, no `OpHandle`
+/// per op, one `io_uring_enter`), then `wait` until all callbacks ran.
+fn engine_batch_round(engine: &Engine, batch: u32) {
+    let target = DONE.load(Ordering::Relaxed) + u64::from(batch);
+    let ops = (0..batch).map(|_| {
+        (Request::nop(), |_r: std::io::Result<()>| {
+            DONE.fetch_add(1, Ordering::Relaxed);
+        })
+    });
+    let r = engine.submit_batch(ops);
+    assert!(
+        matches!(r, Ok(n) if n == batch as usize),
+        "engine refused a NOP batch"
+    );
+    while DONE.load(Ordering::Relaxed) < target {
+        let r = engine.wait(None);
+        assert!(r.is_ok(), "wait: {r:?}");
+    }
+}
+
+/// An engine as [`bench_engine`] builds it (one ring, limit 256, batch
+/// threshold pinned to `batch`), or `None` where none can be built.
+fn nop_engine(batch: u32) -> Option<Engine> {
+    let engine = Engine::builder()
+        .rings(1)
+        .queue_depth(256)
+        .controller(ControllerConfig::Fixed {
+            in_flight: 256,
+            batch,
+        })
+        .batch_threshold(Some(batch))
+        .reaper(ReaperMode::Never)
+        .build();
+    match engine {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("engine unavailable here ({e}): skipping the engine NOP bench");
+            None
+        }
+    }
+}
+
+fn bench_engine_batch(c: &mut Criterion) {
+    let mut g = c.benchmark_group("nop");
+    for batch in BATCHES {
+        g.throughput(Throughput::Elements(u64::from(batch)));
+        let Some(engine) = nop_engine(batch) else {
+            return;
+        };
+        g.bench_with_input(BenchmarkId::new("engine_batch", batch), &batch, |b, &n| {
+            b.iter(|| engine_batch_round(&engine, n))
+        });
+    }
+    g.finish();
+}
+
 /// criterion is built without its plotters backend (see the workspace
 /// Cargo.toml), so no font is needed and no plots are drawn.
 fn config() -> Criterion {
@@ -115,6 +172,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_raw, bench_engine
+    targets = bench_raw, bench_engine, bench_engine_batch
 }
 criterion_main!(benches);

@@ -106,8 +106,14 @@
 //! `poll`/`wait` flush what is queued, reap (entering the kernel when ops
 //! are in flight, never busy-peeking), refill from the backlog, and then,
 //! with the lock released, run callbacks and wake futures.
+//!
+//! [`Engine::submit_batch`] submits many `(request, callback)` pairs with one
+//! ring lock, no [`OpHandle`] per op and one `io_uring_enter` for the batch;
+//! same per-op guarantees, and a bad request stops the batch without losing
+//! anything ([`BatchError`]).
 #![warn(missing_docs)]
 
+mod batch;
 mod callback;
 mod config;
 mod engine;
@@ -126,6 +132,7 @@ mod loom_tests;
 pub use auraio_buffer_pool::{Buffer, BufferPool, IoBuf, IoBufMut, PoolConfig};
 pub use auraio_controller::{Controller, ControllerConfig, ControllerState, Decision, Limits};
 pub use auraio_ring::{BackendChoice, BackendKind, Fd, OpKind, RingKind};
+pub use batch::BatchError;
 pub use config::{
     EngineBuilder, Fault, FaultInjector, FaultPlan, FaultPoint, FaultStats, ReaperMode,
     RingSelection, DEFAULT_INITIAL_IN_FLIGHT, DEFAULT_QUEUE_DEPTH, DEFAULT_TICK,

@@ -195,6 +195,28 @@ pub(crate) fn check_op(op: &Op) -> Option<io::Error> {
     }
 }
 
+/// The ring's own checks on an op (buffer sizes, iovec count), made before
+/// the op is handed over, so that a batch can give a refused op back with
+/// its callback (same errors as the ring's).
+pub(crate) fn check_ring_limits(op: &Op) -> Option<io::Error> {
+    let fits = |n: usize| u32::try_from(n).is_ok();
+    let msg = match op {
+        Op::Read { buf, .. } | Op::ReadFixed { buf, .. } if !fits(buf.bytes_total()) => {
+            "buffer larger than u32::MAX bytes"
+        }
+        Op::Write { buf, .. } | Op::WriteFixed { buf, .. } if !fits(buf.bytes_init()) => {
+            "buffer larger than u32::MAX bytes"
+        }
+        Op::Readv { bufs, .. } | Op::Writev { bufs, .. }
+            if bufs.len() > auraio_ring::MAX_IOVECS =>
+        {
+            "more than 1024 iovecs"
+        }
+        _ => return None,
+    };
+    Some(io::Error::new(io::ErrorKind::InvalidInput, msg))
+}
+
 /// Whether `op` targets a registered file.
 pub(crate) fn uses_fixed_file(op: &Op) -> bool {
     match op {

@@ -408,6 +408,108 @@ impl Shard {
         Ok(())
     }
 
+    /// Accepts a batch of work under one ring lock (see
+    /// [`Engine::submit_batch`](crate::Engine::submit_batch)).
+    ///
+    /// `next` is called under the lock for each item: `None` ends the batch,
+    /// `Some(Err(e))` stops it (the item was refused before it became work;
+    /// `e` comes back to the caller), `Some(Ok(work))` accepts it. Every
+    /// accepted item is treated exactly as [`submit`](Self::submit) treats
+    /// it: pushed while the backlog is empty and the in-flight limit allows,
+    /// otherwise appended to the FIFO backlog. A push the ring refuses for
+    /// good (not expected: the caller checks first) completes that op with
+    /// the error, so it still gets its one completion. SQEs are handed to
+    /// the kernel once, after the last item.
+    ///
+    /// Returns the number accepted and the stop item, or `Err(())` without
+    /// calling `next` when the ring is shut down.
+    pub(crate) fn submit_batch<E>(
+        &self,
+        sh: &Shared,
+        mut next: impl FnMut(&Core) -> Option<Result<Work, E>>,
+    ) -> Result<(u64, Option<E>), ()> {
+        let mut failed = Vec::new();
+        let mut stop = None;
+        let mut accepted = 0u64;
+        {
+            let mut core = self.lock();
+            if core.closed {
+                return Err(());
+            }
+            let limit = self.limit.load(Relaxed);
+            // Queue every SQE of the batch and submit them together below
+            // (a full SQ is still submitted by the ring as needed).
+            let batch = core.ring.batch_threshold();
+            core.ring.set_batch_threshold(u32::MAX);
+            let (mut fixed_bufs, mut fixed_files) = (0u64, 0u64);
+            loop {
+                let work = match next(&core) {
+                    None => break,
+                    Some(Err(e)) => {
+                        stop = Some(e);
+                        break;
+                    }
+                    Some(Ok(w)) => w,
+                };
+                let (b, f) = work.fixed_uses();
+                fixed_bufs += b;
+                fixed_files += f;
+                accepted += work.ops();
+                if core.backlog.is_empty() && self.busy(&core) < limit {
+                    if let Err(p) = self.push(sh, &mut core, work) {
+                        match *p {
+                            PushErr::Full(w) => core.backlog.push_back(w),
+                            PushErr::Failed(w, e) => w.into_failed(e, &mut failed),
+                        }
+                    }
+                } else {
+                    core.backlog.push_back(work);
+                }
+            }
+            // Older backlog work (and this batch's) goes in FIFO order as
+            // far as the limit allows.
+            if !core.backlog.is_empty() {
+                self.refill_pushes(sh, &mut core, &mut failed, limit);
+            }
+            core.ring.set_batch_threshold(batch);
+            if core.ring.queued() > 0 {
+                let _ = core.ring.flush();
+            }
+            // Accepted (only written under this lock: no atomic RMW).
+            self.accepted
+                .store(self.accepted.load(Relaxed) + accepted, Relaxed);
+            if fixed_bufs > 0 {
+                self.fixed_bufs.fetch_add(fixed_bufs, Relaxed);
+            }
+            if fixed_files > 0 {
+                self.fixed_files.fetch_add(fixed_files, Relaxed);
+            }
+            self.mirror(&core);
+        }
+        if !failed.is_empty() {
+            self.deliver_failed(sh, failed);
+        }
+        Ok((accepted, stop))
+    }
+
+    /// Why the ring would refuse `op` (with a per-op timeout when
+    /// `timeout`) as unsupported: checked before the op becomes work.
+    pub(crate) fn unsupported_op(core: &Core, op: &Op, timeout: bool) -> Option<io::Error> {
+        let k = op.kind();
+        if !core.ring.supports(k) {
+            return Some(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("operation {k} is not supported by this kernel"),
+            ));
+        }
+        (timeout && !core.ring.supports(auraio_ring::OpKind::LinkTimeout)).then(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "per-op timeouts (link_timeout) are not supported by this kernel",
+            )
+        })
+    }
+
     fn unsupported(&self, core: &Core, work: &Work) -> Option<io::Error> {
         let check = |op: &Op| {
             let k = op.kind();
