@@ -676,8 +676,11 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let res = shard.submit_batch(sh, |core| {
-            let (req, cb) = iter.next()?;
+        let Some(mut guard) = shard.begin_batch(sh) else {
+            // Shut down before anything was taken: all of it comes back.
+            return Err(BatchError::new(0, shutdown_error(), None, iter.collect()));
+        };
+        for (req, cb) in iter.by_ref() {
             let Request {
                 op,
                 pre_error,
@@ -689,14 +692,22 @@ impl Engine {
             if let Some(e) = pre_error
                 .or_else(|| check_op(&op))
                 .or_else(|| check_ring_limits(&op))
-                .or_else(|| Shard::unsupported_op(core, &op, timeout.is_some()))
+                .or_else(|| Shard::unsupported_op(guard.core(), &op, timeout.is_some()))
             {
-                return Some(Err((e, op, conv, cb)));
+                let accepted = guard.accepted() as usize;
+                drop(guard);
+                let out = fail_op(op, conv, clone_error(&e));
+                return Err(BatchError::new(
+                    accepted,
+                    e,
+                    Some((out, cb)),
+                    iter.collect(),
+                ));
             }
-            let (op, shortened) = match &sh.fault_plan {
-                Some(p) => p.maybe_shorten(op),
-                None => (op, false),
-            };
+            let (mut op, mut shortened) = (op, false);
+            if let Some(p) = &sh.fault_plan {
+                (op, shortened) = p.maybe_shorten(op);
+            }
             let callback = Callback::new(move |r, res| cb(conv(r, res)));
             let target = self.callback_target(idx, callback, &op, shortened);
             if let Some(h) = handles.as_deref_mut() {
@@ -704,26 +715,11 @@ impl Engine {
                     ctl: Arc::clone(&target.ctl),
                 });
             }
-            Some(Ok(Work::Single {
-                op,
-                target,
-                timeout,
-            }))
-        });
-        match res {
-            Ok((n, None)) => Ok(n as usize),
-            Ok((n, Some((e, op, conv, cb)))) => {
-                let out = fail_op(op, conv, clone_error(&e));
-                Err(BatchError::new(
-                    n as usize,
-                    e,
-                    Some((out, cb)),
-                    iter.collect(),
-                ))
-            }
-            // Shut down before anything was taken: all of it comes back.
-            Err(()) => Err(BatchError::new(0, shutdown_error(), None, iter.collect())),
+            guard.accept(op, target, timeout);
         }
+        let accepted = guard.accepted() as usize;
+        drop(guard);
+        Ok(accepted)
     }
 
     /// Submits one request; `deliver` is built from its converter.

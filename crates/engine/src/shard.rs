@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
@@ -408,88 +409,32 @@ impl Shard {
         Ok(())
     }
 
-    /// Accepts a batch of work under one ring lock (see
-    /// [`Engine::submit_batch`](crate::Engine::submit_batch)).
-    ///
-    /// `next` is called under the lock for each item: `None` ends the batch,
-    /// `Some(Err(e))` stops it (the item was refused before it became work;
-    /// `e` comes back to the caller), `Some(Ok(work))` accepts it. Every
-    /// accepted item is treated exactly as [`submit`](Self::submit) treats
-    /// it: pushed while the backlog is empty and the in-flight limit allows,
-    /// otherwise appended to the FIFO backlog. A push the ring refuses for
-    /// good (not expected: the caller checks first) completes that op with
-    /// the error, so it still gets its one completion. SQEs are handed to
-    /// the kernel once, after the last item.
-    ///
-    /// Returns the number accepted and the stop item, or `Err(())` without
-    /// calling `next` when the ring is shut down.
-    pub(crate) fn submit_batch<E>(
-        &self,
-        sh: &Shared,
-        mut next: impl FnMut(&Core) -> Option<Result<Work, E>>,
-    ) -> Result<(u64, Option<E>), ()> {
-        let mut failed = Vec::new();
-        let mut stop = None;
-        let mut accepted = 0u64;
-        {
-            let mut core = self.lock();
-            if core.closed {
-                return Err(());
-            }
-            let limit = self.limit.load(Relaxed);
-            // Queue every SQE of the batch and submit them together below
-            // (a full SQ is still submitted by the ring as needed).
-            let batch = core.ring.batch_threshold();
-            core.ring.set_batch_threshold(u32::MAX);
-            let (mut fixed_bufs, mut fixed_files) = (0u64, 0u64);
-            loop {
-                let work = match next(&core) {
-                    None => break,
-                    Some(Err(e)) => {
-                        stop = Some(e);
-                        break;
-                    }
-                    Some(Ok(w)) => w,
-                };
-                let (b, f) = work.fixed_uses();
-                fixed_bufs += b;
-                fixed_files += f;
-                accepted += work.ops();
-                if core.backlog.is_empty() && self.busy(&core) < limit {
-                    if let Err(p) = self.push(sh, &mut core, work) {
-                        match *p {
-                            PushErr::Full(w) => core.backlog.push_back(w),
-                            PushErr::Failed(w, e) => w.into_failed(e, &mut failed),
-                        }
-                    }
-                } else {
-                    core.backlog.push_back(work);
-                }
-            }
-            // Older backlog work (and this batch's) goes in FIFO order as
-            // far as the limit allows.
-            if !core.backlog.is_empty() {
-                self.refill_pushes(sh, &mut core, &mut failed, limit);
-            }
-            core.ring.set_batch_threshold(batch);
-            if core.ring.queued() > 0 {
-                let _ = core.ring.flush();
-            }
-            // Accepted (only written under this lock: no atomic RMW).
-            self.accepted
-                .store(self.accepted.load(Relaxed) + accepted, Relaxed);
-            if fixed_bufs > 0 {
-                self.fixed_bufs.fetch_add(fixed_bufs, Relaxed);
-            }
-            if fixed_files > 0 {
-                self.fixed_files.fetch_add(fixed_files, Relaxed);
-            }
-            self.mirror(&core);
+    /// Starts a batch (see
+    /// [`Engine::submit_batch`](crate::Engine::submit_batch)): takes the
+    /// ring lock for the whole batch; `None` when the ring is shut down.
+    /// Ops are then added with [`BatchGuard::accept`]; dropping the guard
+    /// (also on a panic) ends the batch.
+    pub(crate) fn begin_batch<'a>(&'a self, sh: &'a Shared) -> Option<BatchGuard<'a>> {
+        let mut core = self.lock();
+        if core.closed {
+            return None;
         }
-        if !failed.is_empty() {
-            self.deliver_failed(sh, failed);
-        }
-        Ok((accepted, stop))
+        let limit = self.limit.load(Relaxed);
+        // Queue every SQE of the batch and submit them together at the end
+        // (a full SQ is still submitted by the ring as needed).
+        let batch = core.ring.batch_threshold();
+        core.ring.set_batch_threshold(u32::MAX);
+        Some(BatchGuard {
+            shard: self,
+            sh,
+            core: ManuallyDrop::new(core),
+            limit,
+            batch,
+            accepted: 0,
+            fixed_bufs: 0,
+            fixed_files: 0,
+            failed: Vec::new(),
+        })
     }
 
     /// Why the ring would refuse `op` (with a per-op timeout when
@@ -1118,5 +1063,102 @@ impl Shard {
         }
         .clamp(1, cap);
         (limit, batch)
+    }
+}
+
+/// One batch in progress on a shard: holds the ring lock (see
+/// [`Shard::begin_batch`]).
+pub(crate) struct BatchGuard<'a> {
+    shard: &'a Shard,
+    sh: &'a Shared,
+    /// Released in `Drop`, before the failed ops are delivered.
+    core: ManuallyDrop<MutexGuard<'a, Core>>,
+    limit: u32,
+    /// The ring's batch threshold, restored at the end.
+    batch: u32,
+    accepted: u64,
+    fixed_bufs: u64,
+    fixed_files: u64,
+    failed: Vec<Failed>,
+}
+
+impl BatchGuard<'_> {
+    /// The locked ring, to check an op before it becomes work.
+    pub(crate) fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Ops accepted so far.
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted
+    }
+
+    /// Accepts one op exactly as [`Shard::submit`] does: pushed while the
+    /// backlog is empty and the in-flight limit allows, otherwise appended
+    /// to the FIFO backlog. A push the ring refuses for good (not expected:
+    /// the caller checks first) completes the op with the error, so it
+    /// still gets its one completion.
+    #[inline(always)]
+    pub(crate) fn accept(&mut self, op: Op, target: Target, timeout: Option<Duration>) {
+        let info = target.info();
+        self.fixed_bufs += u64::from(info.fixed_buf);
+        self.fixed_files += u64::from(info.fixed_file);
+        self.accepted += 1;
+        let work = Work::Single {
+            op,
+            target,
+            timeout,
+        };
+        let shard = self.shard;
+        let core = &mut **self.core;
+        if core.backlog.is_empty() && shard.busy(core) < self.limit {
+            if let Err(p) = shard.push(self.sh, core, work) {
+                match *p {
+                    PushErr::Full(w) => core.backlog.push_back(w),
+                    PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),
+                }
+            }
+        } else {
+            core.backlog.push_back(work);
+        }
+    }
+}
+
+impl Drop for BatchGuard<'_> {
+    /// Ends the batch: FIFO refill up to the limit, one flush, the counters,
+    /// then (unlocked) the ops that failed.
+    fn drop(&mut self) {
+        let shard = self.shard;
+        {
+            let core = &mut **self.core;
+            // Older backlog work (and this batch's) goes in FIFO order as far
+            // as the limit allows.
+            if !core.backlog.is_empty() {
+                shard.refill_pushes(self.sh, core, &mut self.failed, self.limit);
+            }
+            core.ring.set_batch_threshold(self.batch);
+            if core.ring.queued() > 0 {
+                let _ = core.ring.flush();
+            }
+            // Accepted (only written under the ring lock: no atomic RMW).
+            shard
+                .accepted
+                .store(shard.accepted.load(Relaxed) + self.accepted, Relaxed);
+            // Counted under the ring lock, so a concurrent unregister (which
+            // checks under the same lock) sees them.
+            if self.fixed_bufs > 0 {
+                shard.fixed_bufs.fetch_add(self.fixed_bufs, Relaxed);
+            }
+            if self.fixed_files > 0 {
+                shard.fixed_files.fetch_add(self.fixed_files, Relaxed);
+            }
+            shard.mirror(core);
+        }
+        // SAFETY: `core` is dropped exactly once, here, and not used after.
+        unsafe { ManuallyDrop::drop(&mut self.core) };
+        let failed = std::mem::take(&mut self.failed);
+        if !failed.is_empty() {
+            shard.deliver_failed(self.sh, failed);
+        }
     }
 }

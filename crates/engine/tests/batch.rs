@@ -483,3 +483,34 @@ fn an_empty_batch_is_accepted() {
     assert_eq!(engine.submit_batch(none).unwrap(), 0);
     assert_eq!(engine.pending(), 0);
 }
+
+#[test]
+fn a_panicking_batch_iterator_leaves_the_ring_consistent() {
+    let engine = limited_engine(2);
+    let n = 6;
+    let calls = counters(n);
+    let ok = Arc::new(AtomicUsize::new(0));
+    let mut items = nops(&calls, 0, n, &ok).into_iter();
+    let mut taken = 0;
+    // The iterator panics after handing over 4 pairs (2 pushed, 2 in the
+    // backlog); the rest are dropped with the unwinding, never accepted.
+    let iter = std::iter::from_fn(|| {
+        taken += 1;
+        assert!(taken <= 4, "iterator fails mid-batch");
+        items.next()
+    });
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.submit_batch(iter)));
+    assert!(r.is_err(), "the iterator's panic propagates");
+    assert_eq!(engine.pending(), 4, "the 4 pairs taken were accepted");
+    engine.run_until_idle().unwrap();
+    for (i, c) in calls.iter().enumerate() {
+        assert_eq!(c.load(Ordering::SeqCst), u32::from(i < 4), "op {i}");
+    }
+    // The ring still works.
+    let calls2 = counters(3);
+    assert_eq!(engine.submit_batch(nops(&calls2, 0, 3, &ok)).unwrap(), 3);
+    engine.run_until_idle().unwrap();
+    assert_each_once(&calls2);
+    assert_eq!(ok.load(Ordering::SeqCst), 4 + 3);
+    assert_eq!(engine.pending(), 0);
+}
