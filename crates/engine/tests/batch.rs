@@ -514,3 +514,60 @@ fn a_panicking_batch_iterator_leaves_the_ring_consistent() {
     assert_eq!(ok.load(Ordering::SeqCst), 4 + 3);
     assert_eq!(engine.pending(), 0);
 }
+
+#[test]
+fn batches_on_both_backends() {
+    use auraio_engine::BackendChoice;
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(64 * 256, 5);
+    let file = open_rw(&make_file(dir.path(), "f", &data));
+    for choice in [BackendChoice::Auto, BackendChoice::Blocking] {
+        let engine = Engine::builder()
+            .rings(1)
+            .queue_depth(16)
+            .backend(choice)
+            .controller(ControllerConfig::Fixed {
+                in_flight: 3,
+                batch: 2,
+            })
+            .reaper(ReaperMode::Never)
+            .build()
+            .unwrap();
+        let n = 64;
+        let calls = counters(n);
+        let make = |range: std::ops::Range<usize>| -> Vec<(BufReq, BufCb)> {
+            range
+                .map(|i| {
+                    let calls = Arc::clone(&calls);
+                    let expect = data[i * 256..(i + 1) * 256].to_vec();
+                    let cb: BufCb = Box::new(move |(r, buf)| {
+                        calls[i].fetch_add(1, Ordering::SeqCst);
+                        assert_eq!(r.unwrap(), 256, "op {i}");
+                        assert_eq!(buf, expect, "op {i}");
+                    });
+                    (
+                        Request::read(&file, Vec::with_capacity(256), (i * 256) as u64),
+                        cb,
+                    )
+                })
+                .collect()
+        };
+        // More than the limit and more than the 16 slots at once.
+        assert_eq!(engine.submit_batch(make(0..40)).unwrap(), 40, "{choice:?}");
+        // A second batch with a bad request in the middle (a bad offset).
+        let mut second = make(40..n);
+        second[10].0 = Request::read(&file, Vec::with_capacity(256), u64::MAX);
+        let err = engine.submit_batch(second).unwrap_err();
+        assert_eq!(err.accepted(), 10, "{choice:?}");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let (_, refused, rest) = err.into_parts();
+        let (_, cb) = refused.unwrap();
+        drop(cb); // its op (50) never runs: resubmit it properly
+        assert_eq!(engine.submit_batch(make(50..51)).unwrap(), 1);
+        assert_eq!(engine.submit_batch(rest).unwrap(), n - 51, "{choice:?}");
+        engine.run_until_idle().unwrap();
+        assert_each_once(&calls);
+        assert_eq!(engine.pending(), 0);
+        assert!(engine.stats().rings[0].peak_in_flight <= 3);
+    }
+}
