@@ -599,6 +599,23 @@ impl Engine {
         }
     }
 
+    /// What a new op is, for stats, traces and fault injection.
+    #[inline(always)]
+    fn op_info(&self, idx: usize, op: &auraio_ring::Op, shortened: bool) -> OpInfo {
+        let sh = self.sh();
+        OpInfo {
+            kind: op.kind(),
+            len: op.len(),
+            traced: sh.rings[idx].sample_io(sh.trace_io_every),
+            shortened,
+            fixed_buf: matches!(
+                op,
+                auraio_ring::Op::ReadFixed { .. } | auraio_ring::Op::WriteFixed { .. }
+            ),
+            fixed_file: crate::request::uses_fixed_file(op),
+        }
+    }
+
     /// A new op's control block (for its handle or future) and its
     /// completion target (for the ring): the op's one `Target`, as the
     /// callback kept in the block requires.
@@ -611,17 +628,7 @@ impl Engine {
         shortened: bool,
     ) -> (Arc<OpCtl>, Target) {
         let sh = self.sh();
-        let info = OpInfo {
-            kind: op.kind(),
-            len: op.len(),
-            traced: sh.rings[idx].sample_io(sh.trace_io_every),
-            shortened,
-            fixed_buf: matches!(
-                op,
-                auraio_ring::Op::ReadFixed { .. } | auraio_ring::Op::WriteFixed { .. }
-            ),
-            fixed_file: crate::request::uses_fixed_file(op),
-        };
+        let info = self.op_info(idx, op, shortened);
         let ctl = OpCtl::new(idx as u32, sh.id(), info, cb);
         let target = Target {
             ctl: Arc::clone(&ctl),
@@ -641,17 +648,7 @@ impl Engine {
         shortened: bool,
     ) -> Target {
         let sh = self.sh();
-        let info = OpInfo {
-            kind: op.kind(),
-            len: op.len(),
-            traced: sh.rings[idx].sample_io(sh.trace_io_every),
-            shortened,
-            fixed_buf: matches!(
-                op,
-                auraio_ring::Op::ReadFixed { .. } | auraio_ring::Op::WriteFixed { .. }
-            ),
-            fixed_file: crate::request::uses_fixed_file(op),
-        };
+        let info = self.op_info(idx, op, shortened);
         Target {
             ctl: OpCtl::new(idx as u32, sh.id(), info, Some(cb)),
             deliver: Deliver::Callback,
