@@ -33,8 +33,10 @@ pub fn held_levels(series: &[(Duration, f64)], min: Duration) -> Vec<(Duration, 
         while j < series.len() && series[j].1 == series[i].1 {
             j += 1;
         }
+        // A run lasts until the next run starts; the last one until the
+        // last point (a trial still running at the end is not held).
         let end = series.get(j).map_or(series[j - 1].0, |p| p.0);
-        if end.saturating_sub(series[i].0) >= min || j == series.len() {
+        if end.saturating_sub(series[i].0) >= min || (i == 0 && j == series.len()) {
             level = series[i].1;
         }
         for p in &mut out[i..j] {
@@ -105,6 +107,23 @@ mod tests {
         assert_eq!(converge_time(&s(&pts)), Some(Duration::from_millis(380)));
         let held = held_levels(&s(&[(0, 64.0), (100, 40.0), (400, 64.0)]), HOLD);
         assert_eq!(held[1].1, 40.0);
+    }
+
+    #[test]
+    fn a_trial_running_at_the_end_is_not_held() {
+        // 40 held from 0, 100 held from 500 ms, then a trial toggling
+        // 80/100 in 20 ms legs when the run ends: converged at 500 ms,
+        // not at the last leg.
+        let mut pts: Vec<(u64, f64)> = (0..50).map(|i| (i * 10, 40.0)).collect();
+        pts.extend((50..150).map(|i| (i * 10, 100.0)));
+        for (k, t) in (1500..1600).step_by(20).enumerate() {
+            pts.push((t, if k % 2 == 0 { 80.0 } else { 100.0 }));
+        }
+        pts.push((1600, 80.0));
+        assert_eq!(
+            converge_time_held(&s(&pts)),
+            Some(Duration::from_millis(500))
+        );
     }
 
     #[test]

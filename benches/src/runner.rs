@@ -184,11 +184,11 @@ mod tests {
             }
             fn stop(&mut self) -> anyhow::Result<DriverReport> {
                 let mut r = self.0.stop()?;
-                r.timeline = (0..10)
+                r.timeline = (0..100)
                     .map(|i| TimelinePoint {
                         t: Duration::from_millis(10 * i),
                         iops: 1.0,
-                        limit: if i < 5 { 10 } else { 32 },
+                        limit: if i < 50 { 10 } else { 32 },
                         p99_ns: 1,
                     })
                     .collect();
@@ -203,9 +203,9 @@ mod tests {
             RunResult::default(),
         )
         .unwrap();
-        assert_eq!(r.timeline.len(), 10);
-        assert_eq!(r.converge, Some(Duration::from_millis(50)));
+        assert_eq!(r.timeline.len(), 100);
+        assert_eq!(r.converge, Some(Duration::from_millis(500)));
         // Without a driver series, the limit series is the timeline's.
-        assert_eq!(r.limit_series.len(), 10);
+        assert_eq!(r.limit_series.len(), 100);
     }
 }
