@@ -795,11 +795,7 @@ impl Shard {
         done: &mut u64,
     ) {
         let ok = result >= 0;
-        let bytes = if ok && token.info().counts_bytes() {
-            result as u64
-        } else {
-            0
-        };
+        let bytes = completed_bytes(&token, result);
         self.count_completions(1, bytes, u64::from(!ok));
         self.deliver_counted(sh, token, result, resources, latency_ns, done);
     }
@@ -816,11 +812,7 @@ impl Shard {
         done: &mut u64,
     ) {
         let ok = result >= 0;
-        let bytes = if ok && token.info().counts_bytes() {
-            result as u64
-        } else {
-            0
-        };
+        let bytes = completed_bytes(&token, result);
         self.meter.on_complete(latency_ns, bytes, !ok);
         if token.info().traced {
             sh.trace_io(self.idx, &token.ctl, latency_ns, result);
@@ -1160,5 +1152,16 @@ impl Drop for BatchGuard<'_> {
         if !failed.is_empty() {
             shard.deliver_failed(self.sh, failed);
         }
+    }
+}
+
+/// Bytes a completion transferred, for the stats: the result of a
+/// successful read or write (0 for errors and for ops that move no data).
+#[inline]
+fn completed_bytes(token: &Target, result: i32) -> u64 {
+    if result >= 0 && token.info().counts_bytes() {
+        result as u64
+    } else {
+        0
     }
 }
