@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use auraio_engine::{is_shutdown, Engine, IoBuf, IoBufMut, OpHandle, Request};
+use auraio_engine::{is_shutdown, Engine, OpHandle, Request};
 
 use super::{pattern, Rng};
 
@@ -149,29 +149,7 @@ pub struct StressBuf {
     live: Arc<AtomicI64>,
 }
 
-// SAFETY: delegates to the inner Vec, whose heap memory is stable.
-unsafe impl IoBuf for StressBuf {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
-
-// SAFETY: delegates to the inner Vec.
-unsafe impl IoBufMut for StressBuf {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.data.set_init(pos) }
-    }
-}
+super::io_buf_via_data!(StressBuf);
 
 impl Drop for StressBuf {
     fn drop(&mut self) {

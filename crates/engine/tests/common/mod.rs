@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use auraio_engine::{Engine, IoBuf, IoBufMut, ReaperMode};
+use auraio_engine::{Engine, ReaperMode};
 
 pub mod mixed;
 
@@ -82,29 +82,38 @@ impl Tracked {
     }
 }
 
-// SAFETY: delegates to the inner Vec, whose heap memory is stable.
-unsafe impl IoBuf for Tracked {
-    fn stable_ptr(&self) -> *const u8 {
-        self.data.stable_ptr()
-    }
-    fn bytes_init(&self) -> usize {
-        self.data.bytes_init()
-    }
-    fn bytes_total(&self) -> usize {
-        self.data.bytes_total()
-    }
-}
+/// Implements `IoBuf` and `IoBufMut` for a test buffer type by delegating
+/// to its `data: Vec<u8>` field.
+macro_rules! io_buf_via_data {
+    ($t:ty) => {
+        // SAFETY: delegates to the inner Vec, whose heap memory is stable.
+        unsafe impl auraio_engine::IoBuf for $t {
+            fn stable_ptr(&self) -> *const u8 {
+                auraio_engine::IoBuf::stable_ptr(&self.data)
+            }
+            fn bytes_init(&self) -> usize {
+                auraio_engine::IoBuf::bytes_init(&self.data)
+            }
+            fn bytes_total(&self) -> usize {
+                auraio_engine::IoBuf::bytes_total(&self.data)
+            }
+        }
 
-// SAFETY: delegates to the inner Vec.
-unsafe impl IoBufMut for Tracked {
-    fn stable_mut_ptr(&mut self) -> *mut u8 {
-        self.data.stable_mut_ptr()
-    }
-    unsafe fn set_init(&mut self, pos: usize) {
-        // SAFETY: forwarded contract.
-        unsafe { self.data.set_init(pos) }
-    }
+        // SAFETY: delegates to the inner Vec.
+        unsafe impl auraio_engine::IoBufMut for $t {
+            fn stable_mut_ptr(&mut self) -> *mut u8 {
+                auraio_engine::IoBufMut::stable_mut_ptr(&mut self.data)
+            }
+            unsafe fn set_init(&mut self, pos: usize) {
+                // SAFETY: forwarded contract.
+                unsafe { auraio_engine::IoBufMut::set_init(&mut self.data, pos) }
+            }
+        }
+    };
 }
+pub(crate) use io_buf_via_data;
+
+io_buf_via_data!(Tracked);
 
 /// xorshift64*: a tiny deterministic generator for test workloads.
 #[derive(Clone, Debug)]
