@@ -170,6 +170,7 @@ mod tests {
                 in_flight_peak: l / 2,
                 backlog: 0,
                 phase: String::new(),
+                reason: String::new(),
             })
             .collect()
     }

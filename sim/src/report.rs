@@ -26,6 +26,7 @@ pub fn scorecard(reports: &[ScenarioReport]) -> String {
         "controller",
         "best",
         "thr/best",
+        "run/best",
         "P50us",
         "P99us",
         "P99/best",
@@ -69,6 +70,7 @@ pub fn scorecard(reports: &[ScenarioReport]) -> String {
                 m.controller.clone(),
                 best.join("/"),
                 format!("{:.3}", m.thr_ratio),
+                opt(m.run_thr_ratio, 3),
                 format!("{:.0}", m.p50_us),
                 format!("{:.0}", m.p99_us),
                 opt(m.p99_ratio, 2),
@@ -351,19 +353,20 @@ pub fn write_plots(
 
 /// Write `NAME.csv` for every scenario into `dir`: one row per controller
 /// and tick (`controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,
-/// in_flight_peak,backlog,phase`), for plotting elsewhere.
+/// in_flight_peak,backlog,phase,reason`; the controller's reason only on
+/// the ticks where it changed), for plotting and reading elsewhere.
 pub fn write_series(reports: &[ScenarioReport], dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     let mut paths = Vec::new();
     for r in reports {
         let mut out = String::from(
-            "controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,in_flight_peak,backlog,phase\n",
+            "controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,in_flight_peak,backlog,phase,reason\n",
         );
         for (_, run) in &r.runs {
             let label = run.controller.replace([',', '"', '\n'], " ");
             for t in &run.ticks {
                 let _ = writeln!(
                     out,
-                    "{label},{:.3},{},{},{:.0},{:.1},{:.1},{:.2},{},{},{}",
+                    "{label},{:.3},{},{},{:.0},{:.1},{:.1},{:.2},{},{},{},\"{}\"",
                     t.t_s,
                     t.limit,
                     t.batch,
@@ -373,7 +376,8 @@ pub fn write_series(reports: &[ScenarioReport], dir: &Path) -> Result<Vec<PathBu
                     t.in_flight_avg,
                     t.in_flight_peak,
                     t.backlog,
-                    t.phase.replace([',', '\n'], " ")
+                    t.phase.replace([',', '\n'], " "),
+                    t.reason.replace(['"', '\n'], "'")
                 );
             }
         }

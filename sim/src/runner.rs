@@ -163,6 +163,9 @@ pub struct TickPoint {
     pub backlog: u32,
     /// Controller phase after the tick.
     pub phase: String,
+    /// The controller's reason after the tick when it changed at this tick,
+    /// else empty.
+    pub reason: String,
 }
 
 /// Totals of one evaluation window.
@@ -356,6 +359,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
     let mut events = 0u64;
     let mut plot_acc = HistogramSnapshot::default();
     let mut plot_p99 = 0.0;
+    let mut last_reason = String::new();
     while let Some(ev) = r.sched.pop_until(end) {
         events += 1;
         match ev {
@@ -408,6 +412,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                     plot_p99 = plot_acc.p99_ns() as f64 / 1e3;
                     plot_acc = HistogramSnapshot::default();
                 }
+                let state = r.ctrl.state();
                 ticks.push(TickPoint {
                     t_s,
                     limit: r.limit,
@@ -419,7 +424,13 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                     in_flight_avg: sample.in_flight_avg,
                     in_flight_peak: sample.in_flight_peak,
                     backlog: sample.backlog,
-                    phase: r.ctrl.state().phase,
+                    phase: state.phase,
+                    reason: if state.reason != last_reason {
+                        last_reason.clone_from(&state.reason);
+                        state.reason
+                    } else {
+                        String::new()
+                    },
                 });
                 r.sched.push(now + tick_ns, Ev::Tick);
                 if r.host_state == HostState::Idle && r.backlog > 0 && r.in_flight < r.limit {

@@ -149,6 +149,8 @@ pub const BUILTIN: &[&str] = &[
     "app-limited",
     "rare-stalls",
     "virtio",
+    "virtio-noisy",
+    "virtio-busy",
 ];
 
 /// A built-in scenario by name.
@@ -304,9 +306,32 @@ pub fn builtin(name: &str) -> Option<Scenario> {
                 6.0,
             )
         },
+        "virtio-noisy" => noisy_bench(
+            "virtio-noisy",
+            "the virtio disk with the host's noise (±11 % per 20 ms, ±5 % per 0.5 s), 10 s like the bench",
+        ),
+        "virtio-busy" => noisy_bench(
+            "virtio-busy",
+            "the disk on a busy day: noisy, +8 % per doubling up to QD 128, 10 s like the bench",
+        ),
         _ => return None,
     };
     Some(s)
+}
+
+/// A scenario shaped like `auraio-bench`'s main job against fio: 10 s from
+/// the default start limit on a noisy device; `run/best` is the whole run's
+/// throughput (probing included) against the best fixed depth's, the
+/// number issue 6's target is about. Informational: on a device this noisy
+/// no controller of ours reaches the knee reliably within 10 s yet (the
+/// scorecard in docs/simulator.md gives the spread over seeds).
+fn noisy_bench(name: &str, about: &str) -> Scenario {
+    Scenario {
+        // Every depth of the sweep sees the same drift path; measuring it
+        // over most of the run's 10 s averages its slow part alike.
+        sweep_measure_s: 9.0,
+        ..base(name, about, preset(name), 10.0)
+    }
 }
 
 /// An informational closed-loop scenario on any device (trace-driven
@@ -583,6 +608,10 @@ pub struct RunMetrics {
     pub segments: Vec<SegmentMetrics>,
     /// Worst throughput ratio over the segments.
     pub thr_ratio: f64,
+    /// Closed loop without steps: throughput over the *whole* run (probing
+    /// from the start limit included, as `auraio-bench` measures it) ÷ the
+    /// best fixed depth's.
+    pub run_thr_ratio: Option<f64>,
     /// P50 over every evaluation window, µs.
     pub p50_us: f64,
     /// P99 over every evaluation window, µs.
@@ -697,8 +726,15 @@ pub fn judge(sc: &Scenario, best: &[Option<BestFixed>], r: &RunResult) -> RunMet
             Some(a) if (a - 1.0).abs() >= (v - 1.0).abs() => Some(a),
             _ => Some(v),
         });
+    let run_thr_ratio = match (segs.len(), sc.offered_iops(), best.first()) {
+        (1, None, Some(Some(b))) if b.max_iops > 0.0 && sc.duration_s > 0.0 => {
+            Some(r.completions as f64 / sc.duration_s / b.max_iops)
+        }
+        _ => None,
+    };
     let mut m = RunMetrics {
         controller: r.controller.clone(),
+        run_thr_ratio,
         thr_ratio: out
             .iter()
             .map(|s| s.thr_ratio)
@@ -846,6 +882,7 @@ mod tests {
                     in_flight_peak: limit_at(t),
                     backlog: 1,
                     phase: "steady".into(),
+                    reason: String::new(),
                 }
             })
             .collect();

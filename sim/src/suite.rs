@@ -67,14 +67,31 @@ impl From<ControllerConfig> for Labeled {
     }
 }
 
-fn sweep_key(sc: &Scenario, seg: &Segment) -> String {
+/// Seed of a segment's Fixed sweep. Sweeps are shared by every scenario on
+/// the same device and segment, so they use the user's seed; but a device
+/// that drifts must be swept under the very drift path the scenario's runs
+/// see (the drift is a function of the seed and time), so it gets the
+/// scenario's seed (and a sweep of its own).
+fn sweep_seed(sc: &Scenario, seed: u64) -> u64 {
+    match &sc.device {
+        crate::device::DeviceSpec::Model(p) if !p.drift.is_empty() => scenario_seed(seed, &sc.name),
+        _ => seed,
+    }
+}
+
+fn sweep_key(sc: &Scenario, seg: &Segment, seed: u64) -> String {
     let dev = match &sc.device {
         crate::device::DeviceSpec::Model(p) => format!("{p:?}"),
         crate::device::DeviceSpec::Empirical(e) => format!("{:p}", std::sync::Arc::as_ptr(e)),
     };
     format!(
-        "{dev}|{:?}|{:?}|{}|{:?}|{}",
-        seg.changes, sc.workload, sc.sweep_measure_s, sc.p99_ceiling, sc.limits.max_in_flight
+        "{dev}|{:?}|{:?}|{}|{:?}|{}|{}",
+        seg.changes,
+        sc.workload,
+        sc.sweep_measure_s,
+        sc.p99_ceiling,
+        sc.limits.max_in_flight,
+        sweep_seed(sc, seed)
     )
 }
 
@@ -108,7 +125,7 @@ pub fn run_suite(
         let mut mine = vec![None; segs.len()];
         if matches!(sc.workload.load, LoadKind::Closed { .. }) {
             for (gi, seg) in segs.iter().enumerate() {
-                let key = sweep_key(sc, seg);
+                let key = sweep_key(sc, seg, seed);
                 let k = match keys.iter().position(|k| *k == key) {
                     Some(k) => k,
                     None => {
@@ -163,7 +180,7 @@ pub fn run_suite(
                         let sc = &scenarios[scenario];
                         let seg = &sc.segments()[segment];
                         // Sweeps depend on the key only, not on the scenario's position.
-                        scenario::sweep(sc, seg, seed).map(|b| Out::Sweep(key, b))
+                        scenario::sweep(sc, seg, sweep_seed(sc, seed)).map(|b| Out::Sweep(key, b))
                     }
                     Job::Run {
                         scenario,
