@@ -62,6 +62,15 @@ impl AimdPhase {
 /// caused the last one (a ×0.8 cut of depth-driven latency lowers it ~20 %).
 pub(crate) const CUT_RESPONSE: f64 = 0.9;
 
+/// Weight of a new window in the measured noise (slower than `smoothing`:
+/// the noise level is a property of the device).
+const NOISE_WEIGHT: f64 = 0.05;
+/// The measured noise never raises the material-change threshold of the
+/// throughput above ±50 % (a change that large is material on any device)…
+const MAX_WANDER: f64 = 0.5;
+/// …nor that of the P99 above ×4.
+const MAX_WANDER_P99: f64 = 3.0;
+
 /// The steady watch's measurements, saved across a phase change.
 #[derive(Clone, Copy, Debug)]
 struct WatchMemo {
@@ -118,6 +127,14 @@ pub struct Aimd {
     windows_in_phase: u32,
     ewma_x: f64,
     ewma_p99: f64,
+    /// The device's own window-to-window noise: EWMAs of the squared log
+    /// deviation of a window's throughput and P99 from the smoothed values
+    /// (never reset: a property of the device, not of a limit).
+    noise_lx: f64,
+    noise_lp: f64,
+    /// Windows behind `noise_lx`/`noise_lp` (their first ones average
+    /// evenly, then the EWMA takes over).
+    noise_n: u32,
     reference: Option<(f64, f64)>,
     down_count: u32,
     up_count: u32,
@@ -156,6 +173,9 @@ impl Aimd {
             windows_in_phase: 0,
             ewma_x: 0.0,
             ewma_p99: 0.0,
+            noise_lx: 0.0,
+            noise_lp: 0.0,
+            noise_n: 0,
             reference: None,
             down_count: 0,
             up_count: 0,
@@ -354,6 +374,17 @@ impl Aimd {
         );
     }
 
+    /// Updates the measured window-to-window noise with a window of
+    /// throughput `x` and P99 `p99` (before they enter the EWMAs).
+    fn learn_noise(&mut self, x: f64, p99: f64) {
+        let lx = (x.max(1e-9) / self.ewma_x.max(1e-9)).ln();
+        let lp = (p99.max(1.0) / self.ewma_p99.max(1.0)).ln();
+        self.noise_n = self.noise_n.saturating_add(1);
+        let b = (1.0 / f64::from(self.noise_n)).max(NOISE_WEIGHT);
+        self.noise_lx = b * lx * lx + (1.0 - b) * self.noise_lx;
+        self.noise_lp = b * lp * lp + (1.0 - b) * self.noise_lp;
+    }
+
     /// STEADY / CONVERGED / SETTLING bookkeeping on a judged window.
     fn watch(&mut self, w: &Sample) {
         let x = w.iops();
@@ -368,6 +399,11 @@ impl Aimd {
             self.ewma_x = x;
             self.ewma_p99 = p99;
         } else {
+            if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
+                // Not while settling: the guard's P99 still spans ticks at
+                // the previous limits then, a drift rather than noise.
+                self.learn_noise(x, p99);
+            }
             self.ewma_x = a * x + (1.0 - a) * self.ewma_x;
             self.ewma_p99 = a * p99 + (1.0 - a) * self.ewma_p99;
         }
@@ -384,12 +420,19 @@ impl Aimd {
             self.up_count = 0;
             return;
         }
-        // Counting noise of the smoothed throughput: a window of c
-        // completions is ±1/√c; the EWMA shrinks that by √(a/(2-a)). Demand
-        // four of those before calling a move material.
-        let noise = 4.0 * (a / (2.0 - a)).sqrt() / (w.completions.max(1) as f64).sqrt();
+        // Noise of the smoothed throughput: a window of c completions is
+        // ±1/√c from counting alone, the device's own wander is what
+        // `learn_noise` measured; the EWMA shrinks either by √(a/(2-a)), and
+        // the reference carries as much again. Demand four of those before
+        // calling a move material (so a virtual disk whose 10 ms windows
+        // vary by ±15 % does not re-probe on every slow swing of its host).
+        let shrink = (2.0 * a / (2.0 - a)).sqrt();
+        let counting = 4.0 * shrink / (2.0 * w.completions.max(1) as f64).sqrt();
+        let wander_x = (4.0 * shrink * self.noise_lx.sqrt()).min(MAX_WANDER);
+        let wander_p = ((4.0 * shrink * self.noise_lp.sqrt()).exp() - 1.0).min(MAX_WANDER_P99);
+        let noise = counting.max(wander_x);
         let fell = self.ewma_x < rx * (1.0 - self.cfg.change_throughput.max(noise));
-        let slower = self.ewma_p99 > rp * (1.0 + self.cfg.change_p99);
+        let slower = self.ewma_p99 > rp * (1.0 + self.cfg.change_p99.max(wander_p));
         let rose = self.ewma_x > rx * (1.0 + self.cfg.change_rise.max(noise));
         self.down_count = if fell || slower {
             self.down_count + 1
