@@ -720,6 +720,7 @@ impl Engine {
     }
 
     /// Submits one request; `deliver` is built from its converter.
+    #[inline(always)]
     fn submit_single<O: 'static>(
         &self,
         req: Request<O>,

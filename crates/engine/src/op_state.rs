@@ -121,6 +121,23 @@ fn fresh_state() -> CtlState {
     }
 }
 
+/// Exclusive access to a control block without `Arc::get_mut`'s locked
+/// compare-exchange (two per op on the hot path: reuse and recycle).
+///
+/// # Safety
+/// `a` must be the block's only `Arc`, and every access made through former
+/// holders must happen before this call (synchronized, e.g. by an `Acquire`
+/// fence after reading a strong count of 1). The crate never creates a
+/// `Weak<OpCtl>` (a `Weak` could otherwise upgrade concurrently).
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn unique_mut(a: &mut Arc<OpCtl>) -> &mut OpCtl {
+    // SAFETY: `Arc::as_ptr` points at the live value with the allocation's
+    // (mutable) provenance; per the contract nobody else can read or write
+    // it while the returned borrow of `a` lives.
+    unsafe { &mut *Arc::as_ptr(a).cast_mut() }
+}
+
 impl OpCtl {
     /// A control block for a new op: a recycled one from this thread's
     /// cache when there is one (one allocation less per op), else new.
@@ -134,19 +151,20 @@ impl OpCtl {
                 .ok()
                 .flatten();
             if let Some(mut a) = cached {
-                // Only unique blocks enter the cache, and nothing can have
-                // cloned one since, so this always succeeds.
-                if let Some(m) = Arc::get_mut(&mut a) {
-                    m.ring = ring;
-                    m.owner = owner;
-                    m.info = info;
-                    *m.phase.get_mut() = PHASE_BACKLOGGED;
-                    *m.trace_submit_ns.get_mut() = 0;
-                    *m.trace_in_flight.get_mut() = 0;
-                    *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
-                    *m.cb.get_mut() = cb;
-                    return a;
-                }
+                // SAFETY: only blocks `recycle` found unique (and
+                // synchronized with) enter this thread's cache, and nothing
+                // can clone a block while it sits there: `a` is the one
+                // holder (see `unique_mut`).
+                let m = unsafe { unique_mut(&mut a) };
+                m.ring = ring;
+                m.owner = owner;
+                m.info = info;
+                *m.phase.get_mut() = PHASE_BACKLOGGED;
+                *m.trace_submit_ns.get_mut() = 0;
+                *m.trace_in_flight.get_mut() = 0;
+                *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
+                *m.cb.get_mut() = cb;
+                return a;
             }
         }
         Arc::new(OpCtl {
@@ -168,9 +186,20 @@ impl OpCtl {
     pub(crate) fn recycle(mut this: Arc<Self>) {
         #[cfg(not(loom))]
         {
-            let Some(m) = Arc::get_mut(&mut this) else {
+            // Unique? `Arc::get_mut` would answer with a locked
+            // compare-exchange per op; the count alone is enough here, as
+            // no `Weak<OpCtl>` ever exists and only a holder can clone.
+            if Arc::strong_count(&this) != 1 {
                 return;
-            };
+            }
+            // Pairs with the `Release` decrement of every former holder
+            // (a dropped `OpHandle`/future on another thread): their last
+            // accesses happen before this block is reused.
+            std::sync::atomic::fence(Acquire);
+            // SAFETY: `this` is the block's only `Arc` (count 1 just read,
+            // never a `Weak`), and the fence ordered the former holders'
+            // accesses before ours.
+            let m = unsafe { unique_mut(&mut this) };
             let st = m.st.get_mut().unwrap_or_else(|p| p.into_inner());
             if st.result.is_some() || st.waker.is_some() || m.cb.get_mut().is_some() {
                 // Not expected for a finished callback op; let it drop

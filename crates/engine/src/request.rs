@@ -83,6 +83,7 @@ impl<O> std::fmt::Debug for Request<O> {
 }
 
 impl<O> Request<O> {
+    #[inline]
     fn new(op: Op, conv: Conv<O>) -> Self {
         Request {
             op,
@@ -385,6 +386,7 @@ impl<B: IoBufMut> Request<BufResult<Vec<B>>> {
 
 impl Request<io::Result<()>> {
     /// An operation that does nothing and completes with success.
+    #[inline]
     pub fn nop() -> Self {
         Request::new(Op::Nop, conv_unit)
     }

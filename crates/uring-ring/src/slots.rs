@@ -57,15 +57,23 @@ impl fmt::Debug for SlotId {
 }
 
 /// Stores `value` in a free slot without running drop glue for the `None`
-/// it replaces (a call the compiler cannot elide on the submit path). Were
-/// the slot ever occupied, its old value is leaked, never dropped: it may
-/// own memory the kernel still uses.
+/// it replaces (a call the compiler cannot elide on the submit path), and
+/// without reading the old value (a `mem::replace` there made the compiler
+/// build the value on the stack and copy it in with wide loads right after
+/// its narrow stores: a store-forwarding stall per op). Were the slot ever
+/// occupied, its old value would be leaked, never dropped: it may own memory
+/// the kernel still uses.
 #[inline(always)]
-fn fill_free<E>(slot: &mut Option<E>, value: E) -> Option<&mut E> {
-    let old = slot.replace(value);
-    debug_assert!(old.is_none(), "free slot holds a value");
-    std::mem::forget(old);
-    slot.as_mut()
+fn fill_free<E>(slot: &mut Option<E>, value: E) -> &mut E {
+    debug_assert!(slot.is_none(), "free slot holds a value");
+    // SAFETY: `slot` is a valid, exclusive, aligned place for an
+    // `Option<E>`; writing without dropping the old value can only leak it.
+    unsafe { std::ptr::write(slot, Some(value)) };
+    match slot {
+        Some(v) => v,
+        // Written as `Some` just above.
+        None => unreachable!("slot filled a moment ago is empty"),
+    }
 }
 
 struct Entry<E> {
@@ -119,18 +127,30 @@ impl<E> SlotTable<E> {
         Ok(SlotId::new(index, entry.generation))
     }
 
-    /// [`insert`](Self::insert) that also lends the stored value, so the
-    /// caller can finish filling it without a second lookup.
+    /// Stores the value `make` builds in a free slot; the caller checked
+    /// [`available`](Self::available) `> 0` (nothing took a slot since).
+    /// The value is built once its place is known, so it is written
+    /// straight into the table (a value built first and then moved in was
+    /// copied with wide loads right after its narrow stores, a
+    /// store-forwarding stall per op).
+    ///
+    /// # Panics
+    /// When no slot is free: a broken caller invariant, never input.
     #[inline(always)]
-    pub(crate) fn insert_mut(&mut self, value: E) -> Result<(SlotId, &mut E), E> {
+    pub(crate) fn insert_free_with(&mut self, make: impl FnOnce() -> E) -> (SlotId, &mut E) {
         let Some(index) = self.free.pop() else {
-            return Err(value);
+            unreachable!("insert_free_with without a free slot (checked by the caller)")
         };
         let entry = &mut self.entries[index as usize];
         let id = SlotId::new(index, entry.generation);
-        match fill_free(&mut entry.value, value) {
-            Some(v) => Ok((id, v)),
-            // `fill_free` just stored `Some`.
+        debug_assert!(entry.value.is_none(), "free slot holds a value");
+        // SAFETY: `entry.value` is a valid, exclusive, aligned place;
+        // writing without dropping the old value can only leak it, and a
+        // free slot holds none.
+        unsafe { std::ptr::write(&mut entry.value, Some(make())) };
+        match &mut entry.value {
+            Some(v) => (id, v),
+            // Written as `Some` just above.
             None => unreachable!("slot filled a moment ago is empty"),
         }
     }
