@@ -346,14 +346,100 @@ impl Shard {
         self.meter.set_backlog(bl);
     }
 
+    /// [`submit`](Self::submit) for one op without a per-op timeout, the
+    /// common case, with its fast path written out: when the ring is open,
+    /// supports the op, nothing waits in the backlog and the limit allows,
+    /// the op and its target go straight to the ring (no `Work` assembled
+    /// and matched on the way: each move of one after its narrow stores was
+    /// a store-forwarding stall). Anything else takes the general path
+    /// under the same lock.
+    #[allow(clippy::result_large_err)]
+    #[inline]
+    pub(crate) fn submit_one(&self, sh: &Shared, op: Op, target: Target) -> Result<(), Refused> {
+        let mut core = self.lock();
+        let info = *target.info();
+        if core.closed
+            || !core.ring.supports(op.kind())
+            || !core.backlog.is_empty()
+            || info.fixed_buf
+            || info.fixed_file
+            || self.busy(&core) >= self.limit.load(Relaxed)
+        {
+            let work = Work::Single {
+                op,
+                target,
+                timeout: None,
+            };
+            return self.submit_locked(sh, core, work);
+        }
+        if info.traced {
+            target.ctl.stamp_submit(sh.now_ns(), core.ring.in_flight());
+        }
+        match core.ring.submit(op, target) {
+            Ok(slot) => {
+                set_in_ring(&core.ring, slot);
+                self.after_submit(core.ring.in_flight());
+            }
+            Err(SubmitError {
+                kind, op, token, ..
+            }) => {
+                let work = Work::Single {
+                    op,
+                    target: token,
+                    timeout: None,
+                };
+                match kind {
+                    SubmitErrorKind::Full => core.backlog.push_back(work),
+                    k => return Err(Box::new((work, kind_error(k)))),
+                }
+            }
+        }
+        self.keep_busy(sh, &mut core);
+        // Accepted (only written under this lock: no atomic RMW).
+        self.accepted
+            .store(self.accepted.load(Relaxed) + 1, Relaxed);
+        self.mirror(&core);
+        Ok(())
+    }
+
+    /// Keeps the device busy after a push: if nothing is in the kernel,
+    /// submit now instead of waiting for the batch to fill. Only while the
+    /// controller picks the batch: a batch threshold pinned by the user
+    /// (`batch_threshold(Some(n))`) is honoured as asked, and queued SQEs go
+    /// out when `n` are queued, at the next poll/wait/flush, or at the next
+    /// tick at the latest. (Sending the first op of every burst alone costs
+    /// a second `io_uring_enter` per burst.)
+    #[inline]
+    fn keep_busy(&self, sh: &Shared, core: &mut Core) {
+        if sh.batch_override.load(Relaxed) == 0 {
+            let q = core.ring.queued();
+            if q > 0 && core.ring.in_flight() <= q {
+                let _ = core.ring.flush();
+            }
+        }
+    }
+
     /// Accepts `work`: hands it to the ring if the limit allows, otherwise
     /// parks it in the FIFO backlog. `Err` means it was not accepted (the
     /// caller gets the work back; no callback will run).
     #[allow(clippy::result_large_err)]
     pub(crate) fn submit(&self, sh: &Shared, work: Work) -> Result<(), Refused> {
+        let core = self.lock();
+        self.submit_locked(sh, core, work)
+    }
+
+    /// [`submit`](Self::submit) with the ring lock already taken (released
+    /// here, before failed ops are delivered).
+    #[allow(clippy::result_large_err)]
+    #[inline(never)]
+    fn submit_locked(
+        &self,
+        sh: &Shared,
+        mut core: MutexGuard<'_, Core>,
+        work: Work,
+    ) -> Result<(), Refused> {
         let mut failed = Vec::new();
         {
-            let mut core = self.lock();
             if core.closed {
                 return Err(Box::new((work, crate::error::shutdown_error())));
             }
@@ -372,20 +458,7 @@ impl Shard {
                         PushErr::Failed(w, e) => return Err(Box::new((w, e))),
                     },
                 }
-                // Keep the device busy: if nothing is in the kernel, submit
-                // now instead of waiting for the batch to fill. Only while
-                // the controller picks the batch: a batch threshold pinned
-                // by the user (`batch_threshold(Some(n))`) is honoured as
-                // asked, and queued SQEs go out when `n` are queued, at the
-                // next poll/wait/flush, or at the next tick at the latest.
-                // (Sending the first op of every burst alone costs a second
-                // `io_uring_enter` per burst.)
-                if sh.batch_override.load(Relaxed) == 0 {
-                    let q = core.ring.queued();
-                    if q > 0 && core.ring.in_flight() <= q {
-                        let _ = core.ring.flush();
-                    }
-                }
+                self.keep_busy(sh, &mut core);
             } else {
                 core.backlog.push_back(work);
                 self.refill_locked(sh, &mut core, &mut failed);
@@ -402,6 +475,7 @@ impl Shard {
                 self.fixed_files.fetch_add(fixed_files, Relaxed);
             }
             self.mirror(&core);
+            drop(core);
         }
         if !failed.is_empty() {
             self.deliver_failed(sh, failed);
