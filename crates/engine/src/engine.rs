@@ -576,6 +576,7 @@ impl Engine {
         self.sh().rings.get(ring).and_then(|s| s.eventfd)
     }
 
+    #[inline]
     fn pick(&self) -> usize {
         if let Some(p) = self.pinned {
             return p;
@@ -780,9 +781,12 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let (op, shortened) = match &sh.fault_plan {
-            Some(p) => p.maybe_shorten(op),
-            None => (op, false),
+        // The op stays where it is (no move through a match: each copy of
+        // it after the caller's narrow stores is a store-forwarding stall).
+        let mut op = op;
+        let shortened = match &sh.fault_plan {
+            Some(p) => p.maybe_shorten_in_place(&mut op),
+            None => false,
         };
         let (ctl, target) = make(self, idx, deliver(conv), &op, shortened);
         let submitted = match timeout {

@@ -162,8 +162,17 @@ impl OpCtl {
                 *m.phase.get_mut() = PHASE_BACKLOGGED;
                 *m.trace_submit_ns.get_mut() = 0;
                 *m.trace_in_flight.get_mut() = 0;
-                *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
-                *m.cb.get_mut() = cb;
+                // `recycle` only caches blocks whose result, waker and
+                // callback are empty: only the flag needs resetting, and
+                // nothing old needs dropping (no drop glue per op).
+                let st = m.st.get_mut().unwrap_or_else(|p| p.into_inner());
+                debug_assert!(st.result.is_none() && st.waker.is_none());
+                st.abandoned = false;
+                let slot = m.cb.get_mut();
+                debug_assert!(slot.is_none());
+                // SAFETY: `slot` is a valid, exclusive place; it holds
+                // `None` (see `recycle`), so overwriting it drops nothing.
+                unsafe { std::ptr::write(slot, cb) };
                 return a;
             }
         }

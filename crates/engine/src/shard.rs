@@ -215,6 +215,7 @@ pub(crate) struct Shard {
     pub(crate) published: Mutex<Published>,
 }
 
+#[inline]
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -303,6 +304,7 @@ impl Shard {
         })
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
         lock(&self.core)
     }
@@ -372,26 +374,10 @@ impl Shard {
             };
             return self.submit_locked(sh, core, work);
         }
-        if info.traced {
-            target.ctl.stamp_submit(sh.now_ns(), core.ring.in_flight());
-        }
-        match core.ring.submit(op, target) {
-            Ok(slot) => {
-                set_in_ring(&core.ring, slot);
-                self.after_submit(core.ring.in_flight());
-            }
-            Err(SubmitError {
-                kind, op, token, ..
-            }) => {
-                let work = Work::Single {
-                    op,
-                    target: token,
-                    timeout: None,
-                };
-                match kind {
-                    SubmitErrorKind::Full => core.backlog.push_back(work),
-                    k => return Err(Box::new((work, kind_error(k)))),
-                }
+        if let Err(p) = self.push_one(sh, &mut core, op, target) {
+            match *p {
+                PushErr::Full(w) => core.backlog.push_back(w),
+                PushErr::Failed(w, e) => return Err(Box::new((w, e))),
             }
         }
         self.keep_busy(sh, &mut core);
@@ -400,6 +386,42 @@ impl Shard {
             .store(self.accepted.load(Relaxed) + 1, Relaxed);
         self.mirror(&core);
         Ok(())
+    }
+
+    /// [`push`](Self::push) for one op without a per-op timeout, straight
+    /// to the ring (no `Work` assembled and matched).
+    #[allow(clippy::result_large_err)]
+    #[inline(always)]
+    fn push_one(
+        &self,
+        sh: &Shared,
+        core: &mut Core,
+        op: Op,
+        target: Target,
+    ) -> Result<(), Box<PushErr>> {
+        if target.info().traced {
+            target.ctl.stamp_submit(sh.now_ns(), core.ring.in_flight());
+        }
+        match core.ring.submit(op, target) {
+            Ok(slot) => {
+                set_in_ring(&core.ring, slot);
+                self.after_submit(core.ring.in_flight());
+                Ok(())
+            }
+            Err(SubmitError {
+                kind, op, token, ..
+            }) => {
+                let w = Work::Single {
+                    op,
+                    target: token,
+                    timeout: None,
+                };
+                match kind {
+                    SubmitErrorKind::Full => Err(Box::new(PushErr::Full(w))),
+                    k => Err(Box::new(PushErr::Failed(w, kind_error(k)))),
+                }
+            }
+        }
     }
 
     /// Keeps the device busy after a push: if nothing is in the kernel,
@@ -1170,13 +1192,22 @@ impl BatchGuard<'_> {
         self.fixed_bufs += u64::from(info.fixed_buf);
         self.fixed_files += u64::from(info.fixed_file);
         self.accepted += 1;
+        let shard = self.shard;
+        let core = &mut **self.core;
+        if timeout.is_none() && core.backlog.is_empty() && shard.busy(core) < self.limit {
+            if let Err(p) = shard.push_one(self.sh, core, op, target) {
+                match *p {
+                    PushErr::Full(w) => core.backlog.push_back(w),
+                    PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),
+                }
+            }
+            return;
+        }
         let work = Work::Single {
             op,
             target,
             timeout,
         };
-        let shard = self.shard;
-        let core = &mut **self.core;
         if core.backlog.is_empty() && shard.busy(core) < self.limit {
             if let Err(p) = shard.push(self.sh, core, work) {
                 match *p {
