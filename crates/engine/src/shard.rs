@@ -20,7 +20,7 @@ use auraio_ring::{
 
 use crate::engine::Shared;
 use crate::error::canceled;
-use crate::op_state::{Finish, OpCtl, Phase, Target};
+use crate::op_state::{panic_message, Finish, OpCtl, Phase, Target};
 use crate::request::{clone_error, op_into_resources};
 
 /// Work accepted by the engine, not yet handed to the ring.
@@ -834,9 +834,35 @@ impl Shard {
         }
         self.count_completions(buf.len() as u64, bytes, errors);
         let mut done = 0;
-        for c in buf.drain(..) {
-            self.deliver_counted(sh, c.token, c.result, c.resources, c.latency_ns, &mut done);
+        let mut items = buf.drain(..);
+        // One `catch_unwind` for the whole batch rather than one per op
+        // (which passes each op's result and callback through memory): a
+        // panicking callback unwinds to here, is counted and reported, and
+        // delivery resumes with the next completion. Every op is still
+        // delivered once: the panicking one had its callback taken and its
+        // phase set to `Done` before the callback ran.
+        loop {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for c in items.by_ref() {
+                    self.deliver_counted::<false>(
+                        sh,
+                        c.token,
+                        c.result,
+                        c.resources,
+                        c.latency_ns,
+                        &mut done,
+                    );
+                }
+            }));
+            match run {
+                Ok(()) => break,
+                Err(payload) => {
+                    self.panics.fetch_add(1, Relaxed);
+                    sh.report_panic(self.idx, &panic_message(payload.as_ref()));
+                }
+            }
         }
+        drop(items);
         self.add_delivered(done);
     }
 
@@ -893,12 +919,16 @@ impl Shard {
         let ok = result >= 0;
         let bytes = completed_bytes(&token, result);
         self.count_completions(1, bytes, u64::from(!ok));
-        self.deliver_counted(sh, token, result, resources, latency_ns, done);
+        self.deliver_counted::<true>(sh, token, result, resources, latency_ns, done);
     }
 
     /// Feeds the meter and trace and delivers one completion already
-    /// counted in the shard's counters.
-    fn deliver_counted(
+    /// counted in the shard's counters. A panicking callback is caught
+    /// and reported here when `GUARDED`; otherwise it unwinds to the
+    /// caller, which must catch it (see
+    /// [`deliver_completions`](Self::deliver_completions)).
+    #[inline]
+    fn deliver_counted<const GUARDED: bool>(
         &self,
         sh: &Shared,
         token: Target,
@@ -918,7 +948,12 @@ impl Shard {
         } else {
             Err(io::Error::from_raw_os_error(-result))
         };
-        self.finish(sh, token, res, resources, done);
+        if GUARDED {
+            self.finish(sh, token, res, resources, done);
+        } else {
+            self.count_finish(&token, done);
+            token.finish_unguarded(res, resources);
+        }
     }
 
     pub(crate) fn deliver_failed(&self, sh: &Shared, failed: Vec<Failed>) {
@@ -942,6 +977,18 @@ impl Shard {
         resources: Resources,
         done: &mut u64,
     ) {
+        self.count_finish(&target, done);
+        if let Finish::Panicked(msg) = target.finish(result, resources) {
+            self.panics.fetch_add(1, Relaxed);
+            sh.report_panic(self.idx, &msg);
+        }
+    }
+
+    /// The counters of one completion about to be delivered: registered
+    /// resources released, and the op counted delivered (a future's now,
+    /// a callback's in `done`; see [`finish`](Self::finish)).
+    #[inline]
+    fn count_finish(&self, target: &Target, done: &mut u64) {
         // The kernel is done with the registered resources of this op.
         if target.info().fixed_buf {
             self.fixed_bufs.fetch_sub(1, Relaxed);
@@ -954,10 +1001,6 @@ impl Shard {
             self.add_delivered(1);
         } else {
             *done += 1;
-        }
-        if let Finish::Panicked(msg) = target.finish(result, resources) {
-            self.panics.fetch_add(1, Relaxed);
-            sh.report_panic(self.idx, &msg);
         }
     }
 
