@@ -765,8 +765,12 @@ impl Engine {
             bool,
         ) -> (R, Target),
     ) -> Result<R, SubmitError<O>> {
+        // The op stays where the request put it until the ring takes it (no
+        // move into a new local, nor through a match: each copy of it
+        // right after the caller's narrow stores is a store-forwarding
+        // stall).
         let Request {
-            op,
+            mut op,
             pre_error,
             timeout,
             conv,
@@ -781,9 +785,6 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        // The op stays where it is (no move through a match: each copy of
-        // it after the caller's narrow stores is a store-forwarding stall).
-        let mut op = op;
         let shortened = match &sh.fault_plan {
             Some(p) => p.maybe_shorten_in_place(&mut op),
             None => false,
