@@ -696,10 +696,9 @@ impl<T> Ring<T> {
     /// Takes a slot for `op` and returns its SQE (`user_data` set): one
     /// slot-table access. Op and token come back if no slot is free.
     ///
-    /// The op is turned into its SQE first and the slot's value is built
-    /// only once its place is known, so it is stored straight into the
-    /// table (an `InFlight` assembled on the stack and then moved in was a
-    /// store-forwarding stall per op).
+    /// The slot's value is built only once its place is known, so it is
+    /// stored straight into the table (an `InFlight` assembled on the stack
+    /// and then moved in was a store-forwarding stall per op).
     #[inline(always)]
     fn occupy(
         &mut self,
@@ -1023,6 +1022,7 @@ impl<T> Ring<T> {
         // (most of this function's time in `perf annotate`).
         let room = cq.len();
         out.reserve(room);
+        let base = out.len();
         let spare = out.spare_capacity_mut().as_mut_ptr();
         let mut n = 0;
         for cqe in &mut cq {
@@ -1037,10 +1037,13 @@ impl<T> Ring<T> {
                     // Never more completions than CQEs seen (`room`).
                     debug_assert!(n < room);
                     // SAFETY: `n < room`, and `reserve(room)` made room for
-                    // `room` more elements past `len`: slot `n` of the spare
-                    // capacity is in bounds and unused. Each field is
-                    // written once; the element counts only after `set_len`
-                    // below, so nothing reads it before it is whole.
+                    // `room` more elements past `base` (`out` does not grow
+                    // or move in this loop): slot `n` of the spare capacity
+                    // is in bounds and unused. Each field is written once;
+                    // the elements count only after `set_len` below, so
+                    // nothing reads or drops one before it is whole (a panic
+                    // in a buffer's `set_init` leaks the ones written so
+                    // far rather than dropping them).
                     unsafe {
                         let dst = (*spare.add(n)).as_mut_ptr();
                         std::ptr::addr_of_mut!((*dst).token).write(f.token);
@@ -1057,9 +1060,9 @@ impl<T> Ring<T> {
             }
         }
         drop(cq);
-        // SAFETY: the first `n` spare elements were fully written above
-        // (all five fields each), and `len + n <= capacity`.
-        unsafe { out.set_len(out.len() + n) };
+        // SAFETY: the `n` spare elements after `base` were fully written
+        // above (all five fields each), and `base + n <= capacity`.
+        unsafe { out.set_len(base + n) };
         self.stats.completions += n as u64;
         n
     }
