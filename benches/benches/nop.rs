@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use auraio_controller::ControllerConfig;
 use auraio_engine::{Engine, ReaperMode, Request};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use io_uring::{opcode, IoUring};
 
 /// Batch sizes compared (SQEs per `io_uring_enter`).
@@ -174,4 +174,71 @@ criterion_group! {
     config = config();
     targets = bench_raw, bench_engine, bench_engine_batch
 }
-criterion_main!(benches);
+
+/// CPU-time mode, for `perf stat` (criterion's wall clock moves 5-30 % with
+/// the other jobs on a shared machine; CPU time per NOP much less):
+/// `AURAIO_NOP_CPU=<raw|engine|engine_batch>:<batch>:<rounds>` runs exactly
+/// that many rounds of that bench's loop once, with no criterion around it,
+/// and prints the wall rate. Example (3.2 M NOPs):
+///
+/// ```sh
+/// AURAIO_NOP_CPU=engine:32:100000 perf stat -e task-clock target/release/deps/nop-<hash>
+/// ```
+///
+/// CPU ns per NOP = task-clock (ms) × 10⁶ / (batch × rounds).
+fn cpu_mode(spec: &str) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (Some(&kind), Some(Ok(batch)), Some(Ok(rounds))) = (
+        parts.first(),
+        parts.get(1).map(|b| b.parse::<u32>()),
+        parts.get(2).map(|r| r.parse::<u64>()),
+    ) else {
+        eprintln!(
+            "AURAIO_NOP_CPU must be <raw|engine|engine_batch>:<batch>:<rounds>, got {spec:?}"
+        );
+        std::process::exit(2);
+    };
+    let start = std::time::Instant::now();
+    match kind {
+        "raw" => {
+            let Ok(mut ring) = IoUring::new(256) else {
+                eprintln!("io_uring unavailable here");
+                std::process::exit(1);
+            };
+            for _ in 0..rounds {
+                raw_round(&mut ring, batch);
+            }
+        }
+        "engine" | "engine_batch" => {
+            let Some(engine) = nop_engine(batch) else {
+                std::process::exit(1);
+            };
+            for _ in 0..rounds {
+                if kind == "engine" {
+                    engine_round(&engine, batch);
+                } else {
+                    engine_batch_round(&engine, batch);
+                }
+            }
+        }
+        other => {
+            eprintln!("unknown NOP bench {other:?} (raw, engine or engine_batch)");
+            std::process::exit(2);
+        }
+    }
+    let nops = rounds * u64::from(batch);
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{kind}/{batch}: {nops} NOPs in {secs:.3} s wall = {:.2} M NOP/s",
+        nops as f64 / secs / 1e6
+    );
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var("AURAIO_NOP_CPU") {
+        cpu_mode(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

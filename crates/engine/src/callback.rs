@@ -18,17 +18,25 @@ pub(crate) const INLINE_WORDS: usize = 3;
 
 type Storage = MaybeUninit<[usize; INLINE_WORDS]>;
 
-/// Arguments of a call; `None` asks the erased function to drop the
-/// closure instead of calling it.
-type Args = Option<(io::Result<u32>, Resources)>;
-
-/// Runs or drops the closure stored at the pointer (see [`Args`]).
+/// Runs the closure stored at the pointer with the op's result and
+/// resources. The result travels as two scalars (see [`to_raw`]), in
+/// registers, and becomes an `io::Result` only inside, next to the
+/// closure: an `io::Result` (or an `Option` of a tuple holding one) passed
+/// through memory was built with narrow stores and read back with wide
+/// loads on every call, a store-forwarding stall per op.
 ///
 /// # Safety
 /// The pointer must point at a [`Storage`] holding a live value written by
 /// [`Callback::new`] for this very function, and the value must not be
-/// used again afterwards (it is moved out or dropped).
-type Erased = unsafe fn(*mut Storage, Args);
+/// used again afterwards (it is moved out).
+type CallFn = unsafe fn(*mut Storage, i32, Option<io::Error>, Resources);
+
+/// Drops the closure stored at the pointer without calling it.
+///
+/// # Safety
+/// As for [`CallFn`]: a live value written by [`Callback::new`] for this
+/// function, not used again afterwards.
+type DropFn = unsafe fn(*mut Storage);
 
 /// A `FnOnce(io::Result<u32>, Resources) + Send` without an allocation when
 /// it fits in [`INLINE_WORDS`] words. Called at most once ([`call`]
@@ -37,7 +45,8 @@ type Erased = unsafe fn(*mut Storage, Args);
 /// [`call`]: Callback::call
 pub(crate) struct Callback {
     data: Storage,
-    erased: Erased,
+    call: CallFn,
+    drop: DropFn,
 }
 
 // SAFETY: `new` only accepts `Send` closures, and the storage holds either
@@ -49,28 +58,67 @@ const fn fits<F>() -> bool {
     size_of::<F>() <= size_of::<Storage>() && align_of::<F>() <= align_of::<Storage>()
 }
 
-/// # Safety
-/// See [`Erased`]; the storage holds an `F` written inline.
-unsafe fn run_inline<F: FnOnce(io::Result<u32>, Resources)>(p: *mut Storage, args: Args) {
-    // SAFETY: per the contract the storage holds a live `F` (inline, so
-    // `F` fits and is aligned), read exactly once here.
-    let f = unsafe { p.cast::<F>().read() };
-    match args {
-        Some((r, res)) => f(r, res),
-        None => drop(f),
+/// An op's result as two scalars: `(n, None)` for `Ok(n)`, `(_, Some(e))`
+/// for `Err(e)`.
+#[inline(always)]
+fn to_raw(r: io::Result<u32>) -> (i32, Option<io::Error>) {
+    match r {
+        Ok(n) => (n as i32, None),
+        Err(e) => (-1, Some(e)),
+    }
+}
+
+/// The inverse of [`to_raw`].
+#[inline(always)]
+fn from_raw(n: i32, e: Option<io::Error>) -> io::Result<u32> {
+    match e {
+        None => Ok(n as u32),
+        Some(e) => Err(e),
     }
 }
 
 /// # Safety
-/// See [`Erased`]; the storage holds a `*mut F` from `Box::into_raw`.
-unsafe fn run_boxed<F: FnOnce(io::Result<u32>, Resources)>(p: *mut Storage, args: Args) {
+/// See [`CallFn`]; the storage holds an `F` written inline.
+unsafe fn call_inline<F: FnOnce(io::Result<u32>, Resources)>(
+    p: *mut Storage,
+    n: i32,
+    e: Option<io::Error>,
+    res: Resources,
+) {
+    // SAFETY: per the contract the storage holds a live `F` (inline, so
+    // `F` fits and is aligned), read exactly once here.
+    let f = unsafe { p.cast::<F>().read() };
+    f(from_raw(n, e), res)
+}
+
+/// # Safety
+/// See [`DropFn`]; the storage holds an `F` written inline.
+unsafe fn drop_inline<F>(p: *mut Storage) {
+    // SAFETY: per the contract the storage holds a live `F` (inline, so
+    // `F` fits and is aligned), dropped exactly once here.
+    unsafe { p.cast::<F>().drop_in_place() }
+}
+
+/// # Safety
+/// See [`CallFn`]; the storage holds a `*mut F` from `Box::into_raw`.
+unsafe fn call_boxed<F: FnOnce(io::Result<u32>, Resources)>(
+    p: *mut Storage,
+    n: i32,
+    e: Option<io::Error>,
+    res: Resources,
+) {
     // SAFETY: per the contract the storage holds the pointer of a live
     // `Box<F>`, taken back exactly once here.
     let f = unsafe { Box::from_raw(p.cast::<*mut F>().read()) };
-    match args {
-        Some((r, res)) => f(r, res),
-        None => drop(f),
-    }
+    f(from_raw(n, e), res)
+}
+
+/// # Safety
+/// See [`DropFn`]; the storage holds a `*mut F` from `Box::into_raw`.
+unsafe fn drop_boxed<F>(p: *mut Storage) {
+    // SAFETY: per the contract the storage holds the pointer of a live
+    // `Box<F>`, taken back exactly once here.
+    drop(unsafe { Box::from_raw(p.cast::<*mut F>().read()) })
 }
 
 impl Callback {
@@ -87,7 +135,8 @@ impl Callback {
             unsafe { data.as_mut_ptr().cast::<F>().write(f) };
             Callback {
                 data,
-                erased: run_inline::<F>,
+                call: call_inline::<F>,
+                drop: drop_inline::<F>,
             }
         } else {
             let raw = Box::into_raw(Box::new(f));
@@ -95,7 +144,8 @@ impl Callback {
             unsafe { data.as_mut_ptr().cast::<*mut F>().write(raw) };
             Callback {
                 data,
-                erased: run_boxed::<F>,
+                call: call_boxed::<F>,
+                drop: drop_boxed::<F>,
             }
         }
     }
@@ -106,12 +156,13 @@ impl Callback {
     #[inline]
     pub(crate) fn call(self, result: io::Result<u32>, resources: Resources) {
         let mut this = ManuallyDrop::new(self);
-        let erased = this.erased;
-        // SAFETY: `data` holds the live closure `erased` was made for
+        let call = this.call;
+        let (n, e) = to_raw(result);
+        // SAFETY: `data` holds the live closure `call` was made for
         // (written by `new`, not consumed yet: `call` and `drop` are the
         // only consumers and both take the callback by value / once);
         // `ManuallyDrop` keeps `Drop` from touching it again.
-        unsafe { erased(&mut this.data, Some((result, resources))) }
+        unsafe { call(&mut this.data, n, e, resources) }
     }
 }
 
@@ -119,7 +170,7 @@ impl Drop for Callback {
     fn drop(&mut self) {
         // SAFETY: as in `call`: the closure is live (a called callback is
         // never dropped, see `call`), and this is its last use.
-        unsafe { (self.erased)(&mut self.data, None) }
+        unsafe { (self.drop)(&mut self.data) }
     }
 }
 

@@ -386,7 +386,7 @@ macro_rules! cb_op {
         where
             F: FnOnce($out) + Send + 'static,
         {
-            self.submit($req, cb)
+            self.submit_with_handle($req, cb)
         }
     };
 }
@@ -576,6 +576,7 @@ impl Engine {
         self.sh().rings.get(ring).and_then(|s| s.eventfd)
     }
 
+    #[inline]
     fn pick(&self) -> usize {
         if let Some(p) = self.pinned {
             return p;
@@ -655,6 +656,34 @@ impl Engine {
         }
     }
 
+    /// For [`submit_single`](Self::submit_single): a control block shared
+    /// by the target and the caller (a handle or a future).
+    #[inline(always)]
+    fn with_handle(
+        &self,
+        idx: usize,
+        deliver: (Deliver, Option<Callback>),
+        op: &auraio_ring::Op,
+        shortened: bool,
+    ) -> (Arc<OpCtl>, Target) {
+        self.target(idx, deliver, op, shortened)
+    }
+
+    /// For [`submit_single`](Self::submit_single): the target alone is the
+    /// control block's holder (no `Arc` clone now, no handle drop later).
+    #[inline(always)]
+    fn target_only(
+        &self,
+        idx: usize,
+        (deliver, cb): (Deliver, Option<Callback>),
+        op: &auraio_ring::Op,
+        shortened: bool,
+    ) -> ((), Target) {
+        let info = self.op_info(idx, op, shortened);
+        let ctl = OpCtl::new(idx as u32, self.sh().id(), info, cb);
+        ((), Target { ctl, deliver })
+    }
+
     /// The batch path behind [`submit_batch`](Self::submit_batch) and
     /// [`submit_batch_with_handles`](Self::submit_batch_with_handles).
     fn batch_impl<O, F, It>(
@@ -719,14 +748,29 @@ impl Engine {
         Ok(accepted)
     }
 
-    /// Submits one request; `deliver` is built from its converter.
-    fn submit_single<O: 'static>(
+    /// Submits one request; `deliver` is built from its converter, and
+    /// `make` builds the op's control block and target (see
+    /// [`with_handle`](Self::with_handle) and
+    /// [`target_only`](Self::target_only)) and what comes back on success.
+    #[inline(always)]
+    fn submit_single<O: 'static, R>(
         &self,
         req: Request<O>,
         deliver: impl FnOnce(crate::request::Conv<O>) -> (Deliver, Option<Callback>),
-    ) -> Result<Arc<OpCtl>, SubmitError<O>> {
+        make: impl FnOnce(
+            &Self,
+            usize,
+            (Deliver, Option<Callback>),
+            &auraio_ring::Op,
+            bool,
+        ) -> (R, Target),
+    ) -> Result<R, SubmitError<O>> {
+        // The op stays where the request put it until the ring takes it (no
+        // move into a new local, nor through a match: each copy of it
+        // right after the caller's narrow stores is a store-forwarding
+        // stall).
         let Request {
-            op,
+            mut op,
             pre_error,
             timeout,
             conv,
@@ -741,19 +785,23 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let (op, shortened) = match &sh.fault_plan {
-            Some(p) => p.maybe_shorten(op),
-            None => (op, false),
+        let shortened = match &sh.fault_plan {
+            Some(p) => p.maybe_shorten_in_place(&mut op),
+            None => false,
         };
-        let (ctl, target) = self.target(idx, deliver(conv), &op, shortened);
-        match shard.submit(
-            sh,
-            Work::Single {
-                op,
-                target,
-                timeout,
-            },
-        ) {
+        let (ctl, target) = make(self, idx, deliver(conv), &op, shortened);
+        let submitted = match timeout {
+            None => shard.submit_one(sh, op, target),
+            Some(_) => shard.submit(
+                sh,
+                Work::Single {
+                    op,
+                    target,
+                    timeout,
+                },
+            ),
+        };
+        match submitted {
             Ok(()) => Ok(ctl),
             Err(refused) => {
                 let (work, e) = *refused;
@@ -835,17 +883,51 @@ impl Engine {
     /// `cb` will be called exactly once: with the result, or with
     /// `ECANCELED` if the op is cancelled or the engine shuts down first.
     /// A panic in `cb` is caught and counted; the engine keeps working.
-    pub fn submit<O, F>(&self, req: Request<O>, cb: F) -> Result<OpHandle, SubmitError<O>>
+    ///
+    /// No [`OpHandle`] is made (the cheapest way to submit one op); use
+    /// [`submit_with_handle`](Self::submit_with_handle) to be able to
+    /// [`cancel`](Self::cancel) the op or ask whether it is done.
+    #[inline]
+    pub fn submit<O, F>(&self, req: Request<O>, cb: F) -> Result<(), SubmitError<O>>
     where
         O: 'static,
         F: FnOnce(O) + Send + 'static,
     {
-        self.submit_single(req, |conv| {
-            (
-                Deliver::Callback,
-                Some(Callback::new(move |r, res| cb(conv(r, res)))),
-            )
-        })
+        self.submit_single(
+            req,
+            |conv| {
+                (
+                    Deliver::Callback,
+                    Some(Callback::new(move |r, res| cb(conv(r, res)))),
+                )
+            },
+            Self::target_only,
+        )
+    }
+
+    /// [`submit`](Self::submit), also returning an [`OpHandle`] to
+    /// [`cancel`](Self::cancel) the op or ask whether it is done. Same
+    /// contract; the handle costs a shared reference to the op's control
+    /// block (an atomic increment now, a decrement when it is dropped).
+    pub fn submit_with_handle<O, F>(
+        &self,
+        req: Request<O>,
+        cb: F,
+    ) -> Result<OpHandle, SubmitError<O>>
+    where
+        O: 'static,
+        F: FnOnce(O) + Send + 'static,
+    {
+        self.submit_single(
+            req,
+            |conv| {
+                (
+                    Deliver::Callback,
+                    Some(Callback::new(move |r, res| cb(conv(r, res)))),
+                )
+            },
+            Self::with_handle,
+        )
         .map(|ctl| OpHandle { ctl })
     }
 
@@ -967,7 +1049,7 @@ impl Engine {
     pub fn call<O: 'static>(&self, req: Request<O>) -> OpFuture<O> {
         self.ensure_reaper();
         let conv = req.conv;
-        match self.submit_single(req, |_| (Deliver::Future, None)) {
+        match self.submit_single(req, |_| (Deliver::Future, None), Self::with_handle) {
             Ok(ctl) => OpFuture::pending(ctl, Arc::clone(self.sh()), conv),
             Err(e) => OpFuture::ready(e.into_output()),
         }
@@ -1022,7 +1104,7 @@ impl Engine {
         B: IoBufMut,
         F: FnOnce(io::Result<usize>, B) + Send + 'static,
     {
-        self.submit(Request::read(fd, buf, offset), move |(r, b)| cb(r, b))
+        self.submit_with_handle(Request::read(fd, buf, offset), move |(r, b)| cb(r, b))
     }
 
     /// Writes `buf.bytes_init()` bytes to `fd` at `offset`.
@@ -1037,7 +1119,7 @@ impl Engine {
         B: IoBufMut,
         F: FnOnce(io::Result<usize>, B) + Send + 'static,
     {
-        self.submit(Request::write(fd, buf, offset), move |(r, b)| cb(r, b))
+        self.submit_with_handle(Request::write(fd, buf, offset), move |(r, b)| cb(r, b))
     }
 
     /// Scatter read into `bufs` at `offset`.
@@ -1052,7 +1134,7 @@ impl Engine {
         B: IoBufMut,
         F: FnOnce(io::Result<usize>, Vec<B>) + Send + 'static,
     {
-        self.submit(Request::readv(fd, bufs, offset), move |(r, b)| cb(r, b))
+        self.submit_with_handle(Request::readv(fd, bufs, offset), move |(r, b)| cb(r, b))
     }
 
     /// Gather write from `bufs` at `offset`.
@@ -1067,7 +1149,7 @@ impl Engine {
         B: IoBufMut,
         F: FnOnce(io::Result<usize>, Vec<B>) + Send + 'static,
     {
-        self.submit(Request::writev(fd, bufs, offset), move |(r, b)| cb(r, b))
+        self.submit_with_handle(Request::writev(fd, bufs, offset), move |(r, b)| cb(r, b))
     }
 
     /// Read into a registered buffer (see [`register_buffers`](Self::register_buffers)).
@@ -1083,7 +1165,7 @@ impl Engine {
         B: IoBufMut,
         F: FnOnce(io::Result<usize>, B) + Send + 'static,
     {
-        self.submit(
+        self.submit_with_handle(
             Request::read_fixed(fd, buf, buf_index, offset),
             move |(r, b)| cb(r, b),
         )
@@ -1102,7 +1184,7 @@ impl Engine {
         B: IoBufMut,
         F: FnOnce(io::Result<usize>, B) + Send + 'static,
     {
-        self.submit(
+        self.submit_with_handle(
             Request::write_fixed(fd, buf, buf_index, offset),
             move |(r, b)| cb(r, b),
         )

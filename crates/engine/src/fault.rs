@@ -288,6 +288,15 @@ impl FaultPlan {
     /// Submit side: maybe shortens a single-buffer read or write. Returns
     /// the op and whether it was shortened (then its buffer is wrapped and
     /// must be unwrapped with [`unshorten_op`] / [`unshorten_resources`]).
+    /// [`maybe_shorten`](Self::maybe_shorten) on an op in place (the
+    /// submit path keeps its op where the request put it).
+    pub(crate) fn maybe_shorten_in_place(&self, op: &mut Op) -> bool {
+        let taken = std::mem::replace(op, Op::Nop);
+        let (back, shortened) = self.maybe_shorten(taken);
+        *op = back;
+        shortened
+    }
+
     pub(crate) fn maybe_shorten(&self, op: Op) -> (Op, bool) {
         let p = self.inner.short_ppm.load(Relaxed);
         if p == 0 || !self.targets(op.kind()) {

@@ -107,6 +107,11 @@
 //! are in flight, never busy-peeking), refill from the backlog, and then,
 //! with the lock released, run callbacks and wake futures.
 //!
+//! [`Engine::submit`] makes no [`OpHandle`] (the cheapest way to submit one
+//! op); [`Engine::submit_with_handle`] and the typed callback methods
+//! ([`Engine::read`], [`Engine::write`], ...) return one, to
+//! [`Engine::cancel`] the op or ask whether it is done.
+//!
 //! [`Engine::submit_batch`] submits many `(request, callback)` pairs with one
 //! ring lock, no [`OpHandle`] per op and one `io_uring_enter` for the batch;
 //! same per-op guarantees, and a bad request stops the batch without losing

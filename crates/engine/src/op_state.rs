@@ -121,6 +121,23 @@ fn fresh_state() -> CtlState {
     }
 }
 
+/// Exclusive access to a control block without `Arc::get_mut`'s locked
+/// compare-exchange (two per op on the hot path: reuse and recycle).
+///
+/// # Safety
+/// `a` must be the block's only `Arc`, and every access made through former
+/// holders must happen before this call (synchronized, e.g. by an `Acquire`
+/// fence after reading a strong count of 1). The crate never creates a
+/// `Weak<OpCtl>` (a `Weak` could otherwise upgrade concurrently).
+#[cfg(not(loom))]
+#[inline(always)]
+unsafe fn unique_mut(a: &mut Arc<OpCtl>) -> &mut OpCtl {
+    // SAFETY: `Arc::as_ptr` points at the live value with the allocation's
+    // (mutable) provenance; per the contract nobody else can read or write
+    // it while the returned borrow of `a` lives.
+    unsafe { &mut *Arc::as_ptr(a).cast_mut() }
+}
+
 impl OpCtl {
     /// A control block for a new op: a recycled one from this thread's
     /// cache when there is one (one allocation less per op), else new.
@@ -134,19 +151,29 @@ impl OpCtl {
                 .ok()
                 .flatten();
             if let Some(mut a) = cached {
-                // Only unique blocks enter the cache, and nothing can have
-                // cloned one since, so this always succeeds.
-                if let Some(m) = Arc::get_mut(&mut a) {
-                    m.ring = ring;
-                    m.owner = owner;
-                    m.info = info;
-                    *m.phase.get_mut() = PHASE_BACKLOGGED;
-                    *m.trace_submit_ns.get_mut() = 0;
-                    *m.trace_in_flight.get_mut() = 0;
-                    *m.st.get_mut().unwrap_or_else(|p| p.into_inner()) = fresh_state();
-                    *m.cb.get_mut() = cb;
-                    return a;
-                }
+                // SAFETY: only blocks `recycle` found unique (and
+                // synchronized with) enter this thread's cache, and nothing
+                // can clone a block while it sits there: `a` is the one
+                // holder (see `unique_mut`).
+                let m = unsafe { unique_mut(&mut a) };
+                m.ring = ring;
+                m.owner = owner;
+                m.info = info;
+                *m.phase.get_mut() = PHASE_BACKLOGGED;
+                *m.trace_submit_ns.get_mut() = 0;
+                *m.trace_in_flight.get_mut() = 0;
+                // `recycle` only caches blocks whose result, waker and
+                // callback are empty: only the flag needs resetting, and
+                // nothing old needs dropping (no drop glue per op).
+                let st = m.st.get_mut().unwrap_or_else(|p| p.into_inner());
+                debug_assert!(st.result.is_none() && st.waker.is_none());
+                st.abandoned = false;
+                let slot = m.cb.get_mut();
+                debug_assert!(slot.is_none());
+                // SAFETY: `slot` is a valid, exclusive place; it holds
+                // `None` (see `recycle`), so overwriting it drops nothing.
+                unsafe { std::ptr::write(slot, cb) };
+                return a;
             }
         }
         Arc::new(OpCtl {
@@ -168,9 +195,20 @@ impl OpCtl {
     pub(crate) fn recycle(mut this: Arc<Self>) {
         #[cfg(not(loom))]
         {
-            let Some(m) = Arc::get_mut(&mut this) else {
+            // Unique? `Arc::get_mut` would answer with a locked
+            // compare-exchange per op; the count alone is enough here, as
+            // no `Weak<OpCtl>` ever exists and only a holder can clone.
+            if Arc::strong_count(&this) != 1 {
                 return;
-            };
+            }
+            // Pairs with the `Release` decrement of every former holder
+            // (a dropped `OpHandle`/future on another thread): their last
+            // accesses happen before this block is reused.
+            std::sync::atomic::fence(Acquire);
+            // SAFETY: `this` is the block's only `Arc` (count 1 just read,
+            // never a `Weak`), and the fence ordered the former holders'
+            // accesses before ours.
+            let m = unsafe { unique_mut(&mut this) };
             let st = m.st.get_mut().unwrap_or_else(|p| p.into_inner());
             if st.result.is_some() || st.waker.is_some() || m.cb.get_mut().is_some() {
                 // Not expected for a finished callback op; let it drop
@@ -318,7 +356,31 @@ impl Target {
 
     /// Delivers the completion: exactly once, since `self` is consumed.
     /// Must be called with no engine lock held (callbacks may re-enter).
+    /// A panicking callback is caught here and reported.
     pub(crate) fn finish(self, result: io::Result<u32>, resources: Resources) -> Finish {
+        match self.deliver {
+            Deliver::Callback => {
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                    self.finish_unguarded(result, resources)
+                })) {
+                    Ok(()) => Finish::Ok,
+                    Err(payload) => Finish::Panicked(panic_message(payload.as_ref())),
+                }
+            }
+            Deliver::Future => {
+                self.finish_unguarded(result, resources);
+                Finish::Ok
+            }
+        }
+    }
+
+    /// [`finish`](Self::finish) without catching a panicking callback: it
+    /// unwinds out of here (the op is still delivered once: its callback
+    /// was taken and its phase is `Done`). For a caller that catches once
+    /// around many completions (`Shard::deliver_completions`), instead of
+    /// paying `catch_unwind`'s hand-off through memory per op.
+    #[inline]
+    pub(crate) fn finish_unguarded(self, result: io::Result<u32>, resources: Resources) {
         let resources = if self.info().shortened {
             crate::fault::unshorten_resources(resources)
         } else {
@@ -331,20 +393,13 @@ impl Target {
                 // `Sync` impl of `OpCtl`).
                 let f = unsafe { (*self.ctl.cb.get()).take() };
                 self.ctl.set_phase(Phase::Done);
-                let Some(f) = f else {
-                    // Not reachable: a callback op is built with its
-                    // callback, and only this (consumed) target takes it.
-                    OpCtl::recycle(self.ctl);
-                    return Finish::Ok;
-                };
-                let r = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-                    f.call(result, resources)
-                })) {
-                    Ok(()) => Finish::Ok,
-                    Err(payload) => Finish::Panicked(panic_message(payload.as_ref())),
-                };
+                if let Some(f) = f {
+                    f.call(result, resources);
+                }
+                // (`None` is not reachable: a callback op is built with its
+                // callback, and only this consumed target takes it.) On a
+                // panic the block is dropped while unwinding, not recycled.
                 OpCtl::recycle(self.ctl);
-                r
             }
             Deliver::Future => {
                 let mut st = self.ctl.lock();
@@ -362,7 +417,7 @@ impl Target {
                         }
                     }
                     drop(resources);
-                    return Finish::Ok;
+                    return;
                 }
                 st.result = Some((result, resources));
                 let waker = st.waker.take();
@@ -370,13 +425,12 @@ impl Target {
                 if let Some(w) = waker {
                     w.wake();
                 }
-                Finish::Ok
             }
         }
     }
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

@@ -83,6 +83,7 @@ impl<O> std::fmt::Debug for Request<O> {
 }
 
 impl<O> Request<O> {
+    #[inline]
     fn new(op: Op, conv: Conv<O>) -> Self {
         Request {
             op,
@@ -169,30 +170,38 @@ const MAX_POS: u64 = i64::MAX as u64;
 /// would reach the kernel as a negative position (`u64::MAX` even means
 /// "the current file position" to io_uring), so it is refused here with
 /// `InvalidInput` instead.
+#[inline]
 pub(crate) fn check_op(op: &Op) -> Option<io::Error> {
-    let range = |what: &str, offset: u64, len: u64| {
-        let end = offset.checked_add(len);
-        (offset > MAX_POS || end.is_none_or(|e| e > MAX_POS)).then(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "{what}: offset {offset} + length {len} is beyond i64::MAX, \
-                     the largest file position Linux accepts"
-                ),
-            )
-        })
-    };
-    match op {
+    let (offset, len) = match op {
         Op::Read { offset, .. }
         | Op::Write { offset, .. }
         | Op::Readv { offset, .. }
         | Op::Writev { offset, .. }
         | Op::ReadFixed { offset, .. }
-        | Op::WriteFixed { offset, .. } => range(op.kind().name(), *offset, op.len()),
-        Op::Fallocate { offset, len, .. } => range("fallocate", *offset, *len),
-        Op::Ftruncate { len, .. } => range("ftruncate", *len, 0),
-        _ => None,
+        | Op::WriteFixed { offset, .. } => (*offset, op.len()),
+        Op::Fallocate { offset, len, .. } => (*offset, *len),
+        Op::Ftruncate { len, .. } => (*len, 0),
+        _ => return None,
+    };
+    let end = offset.checked_add(len);
+    if offset > MAX_POS || end.is_none_or(|e| e > MAX_POS) {
+        Some(range_error(op, offset, len))
+    } else {
+        None
     }
+}
+
+/// The error of [`check_op`] (out of line: never on the hot path).
+#[cold]
+fn range_error(op: &Op, offset: u64, len: u64) -> io::Error {
+    let what = op.kind().name();
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{what}: offset {offset} + length {len} is beyond i64::MAX, \
+             the largest file position Linux accepts"
+        ),
+    )
 }
 
 /// The ring's own checks on an op (buffer sizes, iovec count), made before
@@ -385,6 +394,7 @@ impl<B: IoBufMut> Request<BufResult<Vec<B>>> {
 
 impl Request<io::Result<()>> {
     /// An operation that does nothing and completes with success.
+    #[inline]
     pub fn nop() -> Self {
         Request::new(Op::Nop, conv_unit)
     }

@@ -20,7 +20,7 @@ use auraio_ring::{
 
 use crate::engine::Shared;
 use crate::error::canceled;
-use crate::op_state::{Finish, OpCtl, Phase, Target};
+use crate::op_state::{panic_message, Finish, OpCtl, Phase, Target};
 use crate::request::{clone_error, op_into_resources};
 
 /// Work accepted by the engine, not yet handed to the ring.
@@ -215,6 +215,7 @@ pub(crate) struct Shard {
     pub(crate) published: Mutex<Published>,
 }
 
+#[inline]
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -303,6 +304,7 @@ impl Shard {
         })
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
         lock(&self.core)
     }
@@ -346,14 +348,120 @@ impl Shard {
         self.meter.set_backlog(bl);
     }
 
+    /// [`submit`](Self::submit) for one op without a per-op timeout, the
+    /// common case, with its fast path written out: when the ring is open,
+    /// supports the op, nothing waits in the backlog and the limit allows,
+    /// the op and its target go straight to the ring (no `Work` assembled
+    /// and matched on the way: each move of one after its narrow stores was
+    /// a store-forwarding stall). Anything else takes the general path
+    /// under the same lock.
+    #[allow(clippy::result_large_err)]
+    #[inline]
+    pub(crate) fn submit_one(&self, sh: &Shared, op: Op, target: Target) -> Result<(), Refused> {
+        let mut core = self.lock();
+        let info = *target.info();
+        if core.closed
+            || !core.ring.supports(op.kind())
+            || !core.backlog.is_empty()
+            || info.fixed_buf
+            || info.fixed_file
+            || self.busy(&core) >= self.limit.load(Relaxed)
+        {
+            let work = Work::Single {
+                op,
+                target,
+                timeout: None,
+            };
+            return self.submit_locked(sh, core, work);
+        }
+        if let Err(p) = self.push_one(sh, &mut core, op, target) {
+            match *p {
+                PushErr::Full(w) => core.backlog.push_back(w),
+                PushErr::Failed(w, e) => return Err(Box::new((w, e))),
+            }
+        }
+        self.keep_busy(sh, &mut core);
+        // Accepted (only written under this lock: no atomic RMW).
+        self.accepted
+            .store(self.accepted.load(Relaxed) + 1, Relaxed);
+        self.mirror(&core);
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for one op without a per-op timeout, straight
+    /// to the ring (no `Work` assembled and matched).
+    #[allow(clippy::result_large_err)]
+    #[inline(always)]
+    fn push_one(
+        &self,
+        sh: &Shared,
+        core: &mut Core,
+        op: Op,
+        target: Target,
+    ) -> Result<(), Box<PushErr>> {
+        if target.info().traced {
+            target.ctl.stamp_submit(sh.now_ns(), core.ring.in_flight());
+        }
+        match core.ring.submit(op, target) {
+            Ok(slot) => {
+                set_in_ring(&core.ring, slot);
+                self.after_submit(core.ring.in_flight());
+                Ok(())
+            }
+            Err(SubmitError {
+                kind, op, token, ..
+            }) => {
+                let w = Work::Single {
+                    op,
+                    target: token,
+                    timeout: None,
+                };
+                match kind {
+                    SubmitErrorKind::Full => Err(Box::new(PushErr::Full(w))),
+                    k => Err(Box::new(PushErr::Failed(w, kind_error(k)))),
+                }
+            }
+        }
+    }
+
+    /// Keeps the device busy after a push: if nothing is in the kernel,
+    /// submit now instead of waiting for the batch to fill. Only while the
+    /// controller picks the batch: a batch threshold pinned by the user
+    /// (`batch_threshold(Some(n))`) is honoured as asked, and queued SQEs go
+    /// out when `n` are queued, at the next poll/wait/flush, or at the next
+    /// tick at the latest. (Sending the first op of every burst alone costs
+    /// a second `io_uring_enter` per burst.)
+    #[inline]
+    fn keep_busy(&self, sh: &Shared, core: &mut Core) {
+        if sh.batch_override.load(Relaxed) == 0 {
+            let q = core.ring.queued();
+            if q > 0 && core.ring.in_flight() <= q {
+                let _ = core.ring.flush();
+            }
+        }
+    }
+
     /// Accepts `work`: hands it to the ring if the limit allows, otherwise
     /// parks it in the FIFO backlog. `Err` means it was not accepted (the
     /// caller gets the work back; no callback will run).
     #[allow(clippy::result_large_err)]
     pub(crate) fn submit(&self, sh: &Shared, work: Work) -> Result<(), Refused> {
+        let core = self.lock();
+        self.submit_locked(sh, core, work)
+    }
+
+    /// [`submit`](Self::submit) with the ring lock already taken (released
+    /// here, before failed ops are delivered).
+    #[allow(clippy::result_large_err)]
+    #[inline(never)]
+    fn submit_locked(
+        &self,
+        sh: &Shared,
+        mut core: MutexGuard<'_, Core>,
+        work: Work,
+    ) -> Result<(), Refused> {
         let mut failed = Vec::new();
         {
-            let mut core = self.lock();
             if core.closed {
                 return Err(Box::new((work, crate::error::shutdown_error())));
             }
@@ -372,20 +480,7 @@ impl Shard {
                         PushErr::Failed(w, e) => return Err(Box::new((w, e))),
                     },
                 }
-                // Keep the device busy: if nothing is in the kernel, submit
-                // now instead of waiting for the batch to fill. Only while
-                // the controller picks the batch: a batch threshold pinned
-                // by the user (`batch_threshold(Some(n))`) is honoured as
-                // asked, and queued SQEs go out when `n` are queued, at the
-                // next poll/wait/flush, or at the next tick at the latest.
-                // (Sending the first op of every burst alone costs a second
-                // `io_uring_enter` per burst.)
-                if sh.batch_override.load(Relaxed) == 0 {
-                    let q = core.ring.queued();
-                    if q > 0 && core.ring.in_flight() <= q {
-                        let _ = core.ring.flush();
-                    }
-                }
+                self.keep_busy(sh, &mut core);
             } else {
                 core.backlog.push_back(work);
                 self.refill_locked(sh, &mut core, &mut failed);
@@ -402,6 +497,7 @@ impl Shard {
                 self.fixed_files.fetch_add(fixed_files, Relaxed);
             }
             self.mirror(&core);
+            drop(core);
         }
         if !failed.is_empty() {
             self.deliver_failed(sh, failed);
@@ -738,9 +834,35 @@ impl Shard {
         }
         self.count_completions(buf.len() as u64, bytes, errors);
         let mut done = 0;
-        for c in buf.drain(..) {
-            self.deliver_counted(sh, c.token, c.result, c.resources, c.latency_ns, &mut done);
+        let mut items = buf.drain(..);
+        // One `catch_unwind` for the whole batch rather than one per op
+        // (which passes each op's result and callback through memory): a
+        // panicking callback unwinds to here, is counted and reported, and
+        // delivery resumes with the next completion. Every op is still
+        // delivered once: the panicking one had its callback taken and its
+        // phase set to `Done` before the callback ran.
+        loop {
+            let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for c in items.by_ref() {
+                    self.deliver_counted::<false>(
+                        sh,
+                        c.token,
+                        c.result,
+                        c.resources,
+                        c.latency_ns,
+                        &mut done,
+                    );
+                }
+            }));
+            match run {
+                Ok(()) => break,
+                Err(payload) => {
+                    self.panics.fetch_add(1, Relaxed);
+                    sh.report_panic(self.idx, &panic_message(payload.as_ref()));
+                }
+            }
         }
+        drop(items);
         self.add_delivered(done);
     }
 
@@ -797,12 +919,16 @@ impl Shard {
         let ok = result >= 0;
         let bytes = completed_bytes(&token, result);
         self.count_completions(1, bytes, u64::from(!ok));
-        self.deliver_counted(sh, token, result, resources, latency_ns, done);
+        self.deliver_counted::<true>(sh, token, result, resources, latency_ns, done);
     }
 
     /// Feeds the meter and trace and delivers one completion already
-    /// counted in the shard's counters.
-    fn deliver_counted(
+    /// counted in the shard's counters. A panicking callback is caught
+    /// and reported here when `GUARDED`; otherwise it unwinds to the
+    /// caller, which must catch it (see
+    /// [`deliver_completions`](Self::deliver_completions)).
+    #[inline]
+    fn deliver_counted<const GUARDED: bool>(
         &self,
         sh: &Shared,
         token: Target,
@@ -822,7 +948,12 @@ impl Shard {
         } else {
             Err(io::Error::from_raw_os_error(-result))
         };
-        self.finish(sh, token, res, resources, done);
+        if GUARDED {
+            self.finish(sh, token, res, resources, done);
+        } else {
+            self.count_finish(&token, done);
+            token.finish_unguarded(res, resources);
+        }
     }
 
     pub(crate) fn deliver_failed(&self, sh: &Shared, failed: Vec<Failed>) {
@@ -846,6 +977,18 @@ impl Shard {
         resources: Resources,
         done: &mut u64,
     ) {
+        self.count_finish(&target, done);
+        if let Finish::Panicked(msg) = target.finish(result, resources) {
+            self.panics.fetch_add(1, Relaxed);
+            sh.report_panic(self.idx, &msg);
+        }
+    }
+
+    /// The counters of one completion about to be delivered: registered
+    /// resources released, and the op counted delivered (a future's now,
+    /// a callback's in `done`; see [`finish`](Self::finish)).
+    #[inline]
+    fn count_finish(&self, target: &Target, done: &mut u64) {
         // The kernel is done with the registered resources of this op.
         if target.info().fixed_buf {
             self.fixed_bufs.fetch_sub(1, Relaxed);
@@ -858,10 +1001,6 @@ impl Shard {
             self.add_delivered(1);
         } else {
             *done += 1;
-        }
-        if let Finish::Panicked(msg) = target.finish(result, resources) {
-            self.panics.fetch_add(1, Relaxed);
-            sh.report_panic(self.idx, &msg);
         }
     }
 
@@ -1096,13 +1235,22 @@ impl BatchGuard<'_> {
         self.fixed_bufs += u64::from(info.fixed_buf);
         self.fixed_files += u64::from(info.fixed_file);
         self.accepted += 1;
+        let shard = self.shard;
+        let core = &mut **self.core;
+        if timeout.is_none() && core.backlog.is_empty() && shard.busy(core) < self.limit {
+            if let Err(p) = shard.push_one(self.sh, core, op, target) {
+                match *p {
+                    PushErr::Full(w) => core.backlog.push_back(w),
+                    PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),
+                }
+            }
+            return;
+        }
         let work = Work::Single {
             op,
             target,
             timeout,
         };
-        let shard = self.shard;
-        let core = &mut **self.core;
         if core.backlog.is_empty() && shard.busy(core) < self.limit {
             if let Err(p) = shard.push(self.sh, core, work) {
                 match *p {

@@ -268,6 +268,7 @@ impl<T> AnyRing<T> {
     }
 
     /// See [`Ring::submit`].
+    #[inline]
     pub fn submit(&mut self, op: Op, token: T) -> Result<SlotId, SubmitError<T>> {
         delegate!(self, r => r.submit(op, token))
     }

@@ -311,6 +311,7 @@ impl Op {
     }
 
     /// Bytes this op asks to transfer (0 for non-data ops).
+    #[inline]
     pub fn len(&self) -> u64 {
         match self {
             Op::Read { buf, .. } | Op::ReadFixed { buf, .. } => buf.bytes_total() as u64,

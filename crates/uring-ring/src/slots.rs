@@ -57,15 +57,23 @@ impl fmt::Debug for SlotId {
 }
 
 /// Stores `value` in a free slot without running drop glue for the `None`
-/// it replaces (a call the compiler cannot elide on the submit path). Were
-/// the slot ever occupied, its old value is leaked, never dropped: it may
-/// own memory the kernel still uses.
+/// it replaces (a call the compiler cannot elide on the submit path), and
+/// without reading the old value (a `mem::replace` there made the compiler
+/// build the value on the stack and copy it in with wide loads right after
+/// its narrow stores: a store-forwarding stall per op). Were the slot ever
+/// occupied, its old value would be leaked, never dropped: it may own memory
+/// the kernel still uses.
 #[inline(always)]
-fn fill_free<E>(slot: &mut Option<E>, value: E) -> Option<&mut E> {
-    let old = slot.replace(value);
-    debug_assert!(old.is_none(), "free slot holds a value");
-    std::mem::forget(old);
-    slot.as_mut()
+fn fill_free<E>(slot: &mut Option<E>, value: E) -> &mut E {
+    debug_assert!(slot.is_none(), "free slot holds a value");
+    // SAFETY: `slot` is a valid, exclusive, aligned place for an
+    // `Option<E>`; writing without dropping the old value can only leak it.
+    unsafe { std::ptr::write(slot, Some(value)) };
+    match slot {
+        Some(v) => v,
+        // Written as `Some` just above.
+        None => unreachable!("slot filled a moment ago is empty"),
+    }
 }
 
 struct Entry<E> {
@@ -119,18 +127,30 @@ impl<E> SlotTable<E> {
         Ok(SlotId::new(index, entry.generation))
     }
 
-    /// [`insert`](Self::insert) that also lends the stored value, so the
-    /// caller can finish filling it without a second lookup.
+    /// Stores the value `make` builds in a free slot; the caller checked
+    /// [`available`](Self::available) `> 0` (nothing took a slot since).
+    /// The value is built once its place is known, so it is written
+    /// straight into the table (a value built first and then moved in was
+    /// copied with wide loads right after its narrow stores, a
+    /// store-forwarding stall per op).
+    ///
+    /// # Panics
+    /// When no slot is free: a broken caller invariant, never input.
     #[inline(always)]
-    pub(crate) fn insert_mut(&mut self, value: E) -> Result<(SlotId, &mut E), E> {
+    pub(crate) fn insert_free_with(&mut self, make: impl FnOnce() -> E) -> (SlotId, &mut E) {
         let Some(index) = self.free.pop() else {
-            return Err(value);
+            unreachable!("insert_free_with without a free slot (checked by the caller)")
         };
         let entry = &mut self.entries[index as usize];
         let id = SlotId::new(index, entry.generation);
-        match fill_free(&mut entry.value, value) {
-            Some(v) => Ok((id, v)),
-            // `fill_free` just stored `Some`.
+        debug_assert!(entry.value.is_none(), "free slot holds a value");
+        // SAFETY: `entry.value` is a valid, exclusive, aligned place;
+        // writing without dropping the old value can only leak it, and a
+        // free slot holds none.
+        unsafe { std::ptr::write(&mut entry.value, Some(make())) };
+        match &mut entry.value {
+            Some(v) => (id, v),
+            // Written as `Some` just above.
             None => unreachable!("slot filled a moment ago is empty"),
         }
     }
@@ -214,6 +234,42 @@ mod tests {
         assert_eq!(t.get(a), Some(&'a'));
         assert_eq!(t.get(c), Some(&'c'));
         assert_eq!(t.get(d), Some(&'d'));
+    }
+
+    /// `insert_free_with` (the ring's submit path) fills a free slot in
+    /// place: the value is found and removed under its id, the slot is
+    /// reused under a new generation, and every value is dropped exactly
+    /// once (none leaked or dropped by the in-place write).
+    #[test]
+    fn insert_free_with_fills_in_place_and_drops_once() {
+        let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+        struct D(u32, std::rc::Rc<std::cell::Cell<u32>>);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.1.set(self.1.get() + 1);
+            }
+        }
+        let mut t = SlotTable::new(2);
+        let (a, va) = t.insert_free_with(|| D(1, drops.clone()));
+        va.0 += 10;
+        let (b, _) = t.insert_free_with(|| D(2, drops.clone()));
+        assert_ne!(a.index(), b.index());
+        assert_eq!(t.available(), 0);
+        assert_eq!(
+            t.get(a).map(|d| d.0),
+            Some(11),
+            "the lent value is the stored one"
+        );
+        let got = t.remove(a).map(|d| d.0);
+        assert_eq!(got, Some(11));
+        assert_eq!(drops.get(), 1);
+        let (c, _) = t.insert_free_with(|| D(3, drops.clone()));
+        assert_eq!(c.index(), a.index(), "the freed slot is reused");
+        assert_ne!(c, a, "under a new generation");
+        assert!(t.get(a).is_none());
+        assert_eq!(t.get(c).map(|d| d.0), Some(3));
+        drop(t);
+        assert_eq!(drops.get(), 3, "every value dropped exactly once");
     }
 
     #[test]

@@ -454,7 +454,7 @@ impl Thread {
             } else {
                 let c2 = Arc::clone(&c);
                 c.outstanding_cb.fetch_add(1, Ordering::Relaxed);
-                let r = self.engine.submit(req, move |(r, b)| {
+                let r = self.engine.submit_with_handle(req, move |(r, b)| {
                     complete(&c2, id, r, b);
                     c2.outstanding_cb.fetch_sub(1, Ordering::Relaxed);
                 });
