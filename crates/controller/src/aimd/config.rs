@@ -328,6 +328,7 @@ impl AimdConfig {
             max_pairs: self.trial_max_pairs.max(self.trial_min_pairs.max(1)),
             z: self.trial_z,
             epsilon: self.gain_epsilon,
+            early_floor: self.gain_epsilon,
         }
     }
 }

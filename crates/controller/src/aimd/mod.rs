@@ -364,6 +364,7 @@ impl Aimd {
         self.start_probe(
             self.cfg.climb_factor,
             None,
+            true,
             format!("baseline P99 {} µs at {}", p99 / 1000, self.limit),
         );
         self.reason = format!(
@@ -466,6 +467,7 @@ impl Aimd {
         self.start_probe(
             self.cfg.reprobe_step + 1.0,
             None,
+            false,
             format!("{what}; re-probing"),
         );
         self.reason = format!("{what}; re-probing: {}", self.reason);
@@ -506,7 +508,7 @@ impl Aimd {
                 match next {
                     AimdPhase::Probing => {
                         let why = format!("settled at {}", self.limit);
-                        self.start_probe(self.cfg.reprobe_step + 1.0, None, why.clone());
+                        self.start_probe(self.cfg.reprobe_step + 1.0, None, false, why.clone());
                         self.reason = format!("{why}; {}", self.reason);
                     }
                     AimdPhase::Baseline => {
@@ -544,7 +546,12 @@ impl Aimd {
                 );
                 // Kept for the return to the origin's phase.
                 let m = self.watch_memo();
-                self.start_probe(self.cfg.reprobe_step + 1.0, Some(origin), why.clone());
+                self.start_probe(
+                    self.cfg.reprobe_step + 1.0,
+                    Some(origin),
+                    false,
+                    why.clone(),
+                );
                 self.restore_watch(m);
                 if self.phase == AimdPhase::Probing {
                     self.reason = format!("{why}: {}", self.reason);

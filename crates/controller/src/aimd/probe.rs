@@ -44,6 +44,9 @@ pub(super) struct Probe {
     from: u32,
     /// Highest level known to lose throughput against a higher one.
     bottom: Option<u32>,
+    /// The first climb from the start limit: its trials are eager (see
+    /// [`Aimd::start_probe`]).
+    eager: bool,
 }
 
 impl Probe {
@@ -82,11 +85,23 @@ impl Aimd {
     }
 
     /// Starts probing from the current limit with a climb trial of `step`.
-    pub(super) fn start_probe(&mut self, step: f64, origin: Option<Origin>, why: String) {
+    /// `eager` (the first probe, from the start limit): while its climbs
+    /// keep winning, a higher limit wins as soon as it clearly beats the
+    /// lower one at all rather than by `gain_epsilon`. A start limit far
+    /// below the knee costs throughput for every trial spent resolving a
+    /// gain that is plainly there; the first climb that cannot show a gain
+    /// ends the eagerness, and the careful trials bracket the knee.
+    pub(super) fn start_probe(
+        &mut self,
+        step: f64,
+        origin: Option<Origin>,
+        eager: bool,
+        why: String,
+    ) {
         self.enter(AimdPhase::Probing, why);
         self.probe_elapsed = Duration::ZERO;
         let from = self.limit;
-        self.climb(from, step, origin, from, None);
+        self.climb(from, step, origin, from, None, eager);
     }
 
     /// A climb trial `(from, from × step)`, or the end of probing when
@@ -98,6 +113,7 @@ impl Aimd {
         origin: Option<Origin>,
         start: u32,
         bottom: Option<u32>,
+        eager: bool,
     ) {
         let hi = self.grown(from, step);
         if hi <= from {
@@ -114,6 +130,10 @@ impl Aimd {
             return;
         }
         self.begin_trial(Direction::Climb, from, hi, origin, start, bottom);
+        if let Some(p) = self.probe.as_mut().filter(|_| eager) {
+            p.eager = true;
+            p.trial = p.trial.clone().eager();
+        }
         self.reason = format!("{}climb trial {from} vs {hi}", self.prefix());
     }
 
@@ -135,6 +155,7 @@ impl Aimd {
             origin,
             from: start,
             bottom,
+            eager: false,
         });
         self.set_limit(if start_hi { hi } else { lo });
     }
@@ -206,7 +227,7 @@ impl Aimd {
         let Some(p) = self.probe.as_mut() else {
             return;
         };
-        let (dir, origin, start, bottom) = (p.dir, p.origin, p.from, p.bottom);
+        let (dir, origin, start, bottom, eager) = (p.dir, p.origin, p.from, p.bottom, p.eager);
         let (lo, hi) = (p.trial.lo, p.trial.hi);
         if app_limited {
             // The app does not use the limit: no point growing (or going
@@ -244,7 +265,7 @@ impl Aimd {
                     let t = (4.0 * e - 1.0).clamp(0.0, 1.0);
                     let f =
                         self.cfg.flat_climb_factor.powf(1.0 - t) * self.cfg.climb_factor.powf(t);
-                    self.climb(hi, f, origin, start, Some(lo));
+                    self.climb(hi, f, origin, start, Some(lo), eager);
                     self.reason = format!("{why}; {}", self.reason);
                 }
             }

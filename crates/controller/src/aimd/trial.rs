@@ -43,6 +43,10 @@ pub(crate) struct TrialRules {
     pub z: f64,
     /// Elasticity above which `hi` is worth it.
     pub epsilon: f64,
+    /// A verdict for `hi` before `max_pairs` needs the mean this many
+    /// standard errors above `early_floor` (`epsilon` unless the trial is
+    /// made eager: see [`Trial::eager`]).
+    pub early_floor: f64,
 }
 
 /// One leg being measured.
@@ -88,6 +92,14 @@ impl Trial {
             ratios: Vec::new(),
             counting_var: 0.0,
         }
+    }
+
+    /// An eager trial lets `hi` win as soon as it is clearly better at all
+    /// (elasticity above 0, not above `epsilon`); at `max_pairs` the mean
+    /// still decides against `epsilon`.
+    pub fn eager(mut self) -> Self {
+        self.rules.early_floor = 0.0;
+        self
     }
 
     /// Is leg `k` at `hi`? Legs go A B B A A B B A …
@@ -188,7 +200,7 @@ impl Trial {
         // Few pairs estimate their own spread poorly (Student's t has heavy
         // tails at 2-4 degrees of freedom): demand more of them.
         let z = self.rules.z * (1.0 + 2.0 / (f64::from(n) - 1.0).max(1.0));
-        if e - z * se > eps {
+        if e - z * se > self.rules.early_floor.min(eps) {
             Some(Verdict::HiWins)
         } else if e + z * se < eps {
             Some(Verdict::LoHolds)
@@ -248,6 +260,7 @@ mod tests {
             max_pairs: 12,
             z: 1.5,
             epsilon: 0.05,
+            early_floor: 0.05,
         }
     }
 
@@ -334,6 +347,62 @@ mod tests {
             "only {long}/40 trials went past the minimum pairs"
         );
         assert!(hi_wins >= 20, "hi won only {hi_wins}/40");
+    }
+
+    #[test]
+    fn an_eager_trial_takes_a_plain_gain_without_resolving_it_against_epsilon() {
+        // 64 -> 128 gains 9 % (elasticity 0.12: above epsilon 0.05, but
+        // by less than ±10 % leg noise resolves in a few pairs). Over 40
+        // seeds an eager trial decides for hi in far fewer pairs; a flat
+        // device rarely gives an eager trial an early win for hi (the test
+        // against 0 is as strict as the careful one against epsilon).
+        let noise = |seed: u64| {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                0.9 + 0.2 * ((rng >> 11) as f64 / (1u64 << 53) as f64)
+            }
+        };
+        let pairs_to_verdict = |eager: bool, gain: f64, seed: u64| {
+            let mut t = Trial::new(64, 128, false, rules());
+            if eager {
+                t = t.eager();
+            }
+            let mut u = noise(seed);
+            for _ in 0..1000 {
+                let base = if t.limit() == 128 {
+                    1000.0 * gain
+                } else {
+                    1000.0
+                };
+                t.feed((base * u()) as u64, 0.01);
+                if let Some(v) = t.verdict() {
+                    return (v, t.pairs());
+                }
+            }
+            panic!("no verdict");
+        };
+        let (mut eager_pairs, mut careful_pairs, mut eager_wins) = (0, 0, 0);
+        let mut flat_early = 0;
+        for seed in 1..=40 {
+            let (v, n) = pairs_to_verdict(true, 1.09, seed);
+            eager_pairs += n;
+            eager_wins += u32::from(v == Verdict::HiWins);
+            careful_pairs += pairs_to_verdict(false, 1.09, seed).1;
+            let (v, n) = pairs_to_verdict(true, 1.0, seed);
+            flat_early += u32::from(v == Verdict::HiWins && n < rules().max_pairs);
+        }
+        assert!(
+            flat_early <= 3,
+            "{flat_early}/40 early wins on a flat device"
+        );
+        assert!(eager_wins >= 36, "hi won only {eager_wins}/40");
+        assert!(
+            eager_pairs * 3 < careful_pairs * 2,
+            "eager {eager_pairs} vs careful {careful_pairs} pairs"
+        );
     }
 
     #[test]
