@@ -143,6 +143,12 @@ pub struct Args {
     #[arg(long, short)]
     pub quiet: bool,
 
+    /// Skip reading the test region once with O_DIRECT before an O_DIRECT
+    /// run (a virtual disk can be several times slower for its first
+    /// seconds after idling; see docs/benchmarks.md).
+    #[arg(long)]
+    pub no_warmup: bool,
+
     /// Also run fio (io_uring engine) at several iodepths on the same file
     /// and print both side by side.
     #[arg(long)]
@@ -305,6 +311,7 @@ mod tests {
         assert_eq!(a.threads, 1);
         assert_eq!(a.controller.to_string(), "aimd");
         assert!(a.file.is_none() && a.json.is_none() && !a.quiet && !a.vs_fio);
+        assert!(!a.no_warmup, "O_DIRECT runs warm the device by default");
         assert_eq!(a.fio_depths, Depths(vec![16, 32, 64, 128]));
         a.validate().unwrap();
     }
@@ -354,6 +361,7 @@ mod tests {
         assert!(a.controller.to_string().starts_with("fixed:64"));
         assert_eq!(a.threads, 4);
         assert!(a.quiet);
+        assert!(parse(&["--no-warmup"]).unwrap().no_warmup);
         assert!(parse(&["--also-fixed"]).is_err(), "needs --vs-fio");
         assert_eq!(
             parse(&["--backend", "blocking"])

@@ -71,6 +71,9 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
             prep::warm_cache(&file, args.size)
                 .with_context(|| format!("reading {}", file.display()))?;
         }
+        if args.direct() && !args.no_warmup {
+            warm_device(&file, args.size, quiet);
+        }
     }
 
     let (result, notes) = run_engine(args, &file, &args.controller, &record)?;
@@ -85,6 +88,30 @@ fn real_main(args: &Args) -> anyhow::Result<ExitCode> {
         return vs_fio(args, &fio_bin, &file, &result);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the test region once with O_DIRECT before the measured runs (see
+/// [`prep::warm_device`]); best effort: a failure is a warning.
+fn warm_device(file: &Path, size: u64, quiet: bool) {
+    if !quiet {
+        eprintln!(
+            "warming the device: reading {} once with O_DIRECT (--no-warmup skips) ...",
+            fmt_bytes(size)
+        );
+    }
+    let start = std::time::Instant::now();
+    match prep::warm_device(file, size) {
+        Ok(n) if !quiet => {
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "  {} in {secs:.1} s ({:.0} MiB/s)",
+                fmt_bytes(n),
+                n as f64 / f64::from(1 << 20) / secs
+            );
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: warm-up skipped: {e}"),
+    }
 }
 
 /// One auraio run of the workload with `controller`, trace to `record`.
