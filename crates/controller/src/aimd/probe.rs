@@ -44,9 +44,6 @@ pub(super) struct Probe {
     from: u32,
     /// Highest level known to lose throughput against a higher one.
     bottom: Option<u32>,
-    /// The first climb from the start limit: its trials are eager (see
-    /// [`Aimd::start_probe`]).
-    eager: bool,
 }
 
 impl Probe {
@@ -131,8 +128,7 @@ impl Aimd {
         }
         self.begin_trial(Direction::Climb, from, hi, origin, start, bottom);
         if let Some(p) = self.probe.as_mut().filter(|_| eager) {
-            p.eager = true;
-            p.trial = p.trial.clone().eager();
+            p.trial.make_eager();
         }
         self.reason = format!("{}climb trial {from} vs {hi}", self.prefix());
     }
@@ -155,7 +151,6 @@ impl Aimd {
             origin,
             from: start,
             bottom,
-            eager: false,
         });
         self.set_limit(if start_hi { hi } else { lo });
     }
@@ -227,7 +222,9 @@ impl Aimd {
         let Some(p) = self.probe.as_mut() else {
             return;
         };
-        let (dir, origin, start, bottom, eager) = (p.dir, p.origin, p.from, p.bottom, p.eager);
+        let (dir, origin, start, bottom) = (p.dir, p.origin, p.from, p.bottom);
+        // The first probe's climbs stay eager while they win.
+        let eager = p.trial.is_eager();
         let (lo, hi) = (p.trial.lo, p.trial.hi);
         if app_limited {
             // The app does not use the limit: no point growing (or going

@@ -45,7 +45,7 @@ pub(crate) struct TrialRules {
     pub epsilon: f64,
     /// A verdict for `hi` before `max_pairs` needs the mean this many
     /// standard errors above `early_floor` (`epsilon` unless the trial is
-    /// made eager: see [`Trial::eager`]).
+    /// made eager: see [`Trial::make_eager`]).
     pub early_floor: f64,
 }
 
@@ -97,9 +97,13 @@ impl Trial {
     /// An eager trial lets `hi` win as soon as it is clearly better at all
     /// (elasticity above 0, not above `epsilon`); at `max_pairs` the mean
     /// still decides against `epsilon`.
-    pub fn eager(mut self) -> Self {
+    pub fn make_eager(&mut self) {
         self.rules.early_floor = 0.0;
-        self
+    }
+
+    /// Was [`Trial::make_eager`] called?
+    pub fn is_eager(&self) -> bool {
+        self.rules.early_floor < self.rules.epsilon
     }
 
     /// Is leg `k` at `hi`? Legs go A B B A A B B A …
@@ -368,7 +372,8 @@ mod tests {
         let pairs_to_verdict = |eager: bool, gain: f64, seed: u64| {
             let mut t = Trial::new(64, 128, false, rules());
             if eager {
-                t = t.eager();
+                t.make_eager();
+                assert!(t.is_eager());
             }
             let mut u = noise(seed);
             for _ in 0..1000 {
