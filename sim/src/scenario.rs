@@ -924,6 +924,25 @@ mod tests {
     }
 
     #[test]
+    fn run_ratio_counts_the_whole_run_of_a_closed_loop_without_steps() {
+        // virtio-busy: 10 s, one segment, closed loop; best 1000 IOPS.
+        let sc = builtin("virtio-busy").unwrap();
+        let mut r = fake_run(&sc, |_| 64);
+        r.completions = 9_500;
+        let m = judge(&sc, &[best(64)], &r);
+        let ratio = m.run_thr_ratio.expect("closed loop, no steps");
+        assert!((ratio - 0.95).abs() < 1e-9, "{ratio}");
+        // With steps the segments have different bests: no whole-run ratio.
+        let sc = builtin("nvme-capacity-halves").unwrap();
+        let m = judge(&sc, &[best(72), best(36)], &fake_run(&sc, |_| 64));
+        assert_eq!(m.run_thr_ratio, None);
+        // Nor for an open loop (its reference is the offered rate).
+        let sc = builtin("app-limited").unwrap();
+        let m = judge(&sc, &[None], &fake_run(&sc, |_| 64));
+        assert_eq!(m.run_thr_ratio, None);
+    }
+
+    #[test]
     fn judge_reaction_and_convergence() {
         let sc = builtin("nvme-capacity-halves").unwrap();
         let b = vec![best(72), best(36)];
