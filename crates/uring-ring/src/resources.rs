@@ -104,39 +104,59 @@ pub(crate) enum Held {
 
 impl Held {
     /// Converts into what the caller gets back, recording how many bytes a
-    /// read produced. Must only be called after the op's CQE arrived.
+    /// read produced, with the op's result. Must only be called after the
+    /// op's CQE arrived (or once it is known the kernel never saw the op).
+    ///
+    /// A buffer's `set_init` is the user's code (`IoBufMut` is implemented
+    /// outside this crate). If it panics, the panic is caught here and the
+    /// op's result becomes `-EIO`: the op still completes exactly once, and
+    /// the ops reaped with it are not lost.
     #[inline(always)]
-    pub(crate) fn into_resources(self, result: i32) -> Resources {
+    pub(crate) fn into_resources(self, result: i32) -> (i32, Resources) {
         let done = if result > 0 { result as usize } else { 0 };
         match self {
-            Held::None => Resources::None,
+            Held::None => (result, Resources::None),
             Held::Read(mut b) => {
                 let n = done.min(b.bytes_total());
                 // SAFETY: the kernel reported writing `n` bytes from the
                 // start of the buffer, and `n <= bytes_total()`.
-                unsafe { b.set_init(n) };
-                Resources::Buf(b)
+                let ok = unsafe { set_init_guarded(&mut b, n) };
+                (if ok { result } else { -libc::EIO }, Resources::Buf(b))
             }
-            Held::Write(b) => Resources::Buf(b),
+            Held::Write(b) => (result, Resources::Buf(b)),
             Held::Readv(v) => {
                 let (mut bufs, _iov) = *v;
                 let mut left = done;
+                let mut ok = true;
                 for b in bufs.iter_mut() {
                     let n = left.min(b.bytes_total());
                     if n > 0 {
                         // SAFETY: readv fills the iovecs in order, so this
                         // buffer's first `n` bytes were written; `n <= total`.
-                        unsafe { b.set_init(n) };
+                        ok &= unsafe { set_init_guarded(b, n) };
                     }
                     left -= n;
                 }
-                Resources::Bufs(bufs)
+                (if ok { result } else { -libc::EIO }, Resources::Bufs(bufs))
             }
-            Held::Writev(v) => Resources::Bufs(v.0),
-            Held::Statx(v) => Resources::Statx(v.0),
-            Held::Path(p) => Resources::Path(p),
+            Held::Writev(v) => (result, Resources::Bufs(v.0)),
+            Held::Statx(v) => (result, Resources::Statx(v.0)),
+            Held::Path(p) => (result, Resources::Path(p)),
         }
     }
+}
+
+/// `b.set_init(n)`, catching a panic in it; `false` if it panicked.
+///
+/// # Safety
+/// As for [`IoBufMut::set_init`]: the first `n` bytes of the buffer were
+/// written, and `n <= b.bytes_total()`.
+unsafe fn set_init_guarded(b: &mut Box<dyn OwnedBuf>, n: usize) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the caller's guarantee, passed on unchanged.
+        unsafe { b.set_init(n) }
+    }))
+    .is_ok()
 }
 
 #[cfg(test)]
@@ -147,7 +167,8 @@ mod tests {
     fn read_result_sets_init_length() {
         let mut v = vec![0u8; 16];
         v.clear();
-        let r = Held::Read(Box::new(v)).into_resources(5);
+        let (res, r) = Held::Read(Box::new(v)).into_resources(5);
+        assert_eq!(res, 5);
         let v: Vec<u8> = r.into_buf().unwrap();
         assert_eq!(v.len(), 5);
     }
@@ -155,7 +176,8 @@ mod tests {
     #[test]
     fn error_result_leaves_init_alone() {
         let v: Vec<u8> = Vec::with_capacity(16);
-        let r = Held::Read(Box::new(v)).into_resources(-libc::EIO);
+        let (res, r) = Held::Read(Box::new(v)).into_resources(-libc::EBADF);
+        assert_eq!(res, -libc::EBADF);
         let v: Vec<u8> = r.into_buf().unwrap();
         assert_eq!(v.len(), 0);
     }
@@ -168,8 +190,9 @@ mod tests {
         b.clear();
         let (ca, cb) = (a.capacity(), b.capacity());
         let iov = IovecArray::new(Vec::new());
-        let r = Held::Readv(Box::new((vec![Box::new(a), Box::new(b)], iov)))
+        let (res, r) = Held::Readv(Box::new((vec![Box::new(a), Box::new(b)], iov)))
             .into_resources((ca + 1) as i32);
+        assert_eq!(res, (ca + 1) as i32);
         let v: Vec<Vec<u8>> = r.into_bufs().unwrap();
         assert_eq!(v[0].len(), ca);
         assert_eq!(v[1].len(), 1.min(cb));

@@ -766,11 +766,12 @@ impl<T> Ring<T> {
         debug_assert!(false, "SQ room vanished between admit and push");
         for id in ids {
             if let Some(f) = self.slots.remove(*id) {
+                let (result, resources) = f.held.into_resources(-libc::EAGAIN);
                 self.ready.push_back(Completion {
                     token: f.token,
                     slot: *id,
-                    result: -libc::EAGAIN,
-                    resources: f.held.into_resources(-libc::EAGAIN),
+                    result,
+                    resources,
                     // Never reached the kernel.
                     latency_ns: 0,
                 });
@@ -1036,14 +1037,15 @@ impl<T> Ring<T> {
                 Some(f) => {
                     // Never more completions than CQEs seen (`room`).
                     debug_assert!(n < room);
+                    // A panic in a buffer's `set_init` is caught in there
+                    // (the op completes with EIO): nothing below unwinds.
+                    let (result, resources) = f.held.into_resources(result);
                     // SAFETY: `n < room`, and `reserve(room)` made room for
                     // `room` more elements past `base` (`out` does not grow
                     // or move in this loop): slot `n` of the spare capacity
                     // is in bounds and unused. Each field is written once;
                     // the elements count only after `set_len` below, so
-                    // nothing reads or drops one before it is whole (a panic
-                    // in a buffer's `set_init` leaks the ones written so
-                    // far rather than dropping them).
+                    // nothing reads or drops one before it is whole.
                     unsafe {
                         let dst = (*spare.add(n)).as_mut_ptr();
                         std::ptr::addr_of_mut!((*dst).token).write(f.token);
@@ -1051,8 +1053,7 @@ impl<T> Ring<T> {
                         std::ptr::addr_of_mut!((*dst).result).write(result);
                         std::ptr::addr_of_mut!((*dst).latency_ns)
                             .write(now.saturating_sub(f.submit_ns));
-                        std::ptr::addr_of_mut!((*dst).resources)
-                            .write(f.held.into_resources(result));
+                        std::ptr::addr_of_mut!((*dst).resources).write(resources);
                     }
                     n += 1;
                 }

@@ -14,7 +14,67 @@ backend_tests!(
     full_ring_refuses_with_token_back_and_pipes_ignore_offsets,
     bad_config_is_invalid_input_not_panic,
     cancel_of_unknown_slot_is_not_found,
+    a_panicking_set_init_completes_its_read_with_eio_and_loses_nothing,
 );
+
+/// A buffer whose `set_init` panics (user code behind an unsafe trait).
+struct PanickyBuf(Vec<u8>);
+
+// SAFETY: the Vec's memory is stable while the buffer is owned, readable
+// for `len` and writable for its whole length.
+unsafe impl auraio_ring::IoBuf for PanickyBuf {
+    fn stable_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+    fn bytes_total(&self) -> usize {
+        self.0.len()
+    }
+}
+
+// SAFETY: as above.
+unsafe impl auraio_ring::IoBufMut for PanickyBuf {
+    fn stable_mut_ptr(&mut self) -> *mut u8 {
+        self.0.as_mut_ptr()
+    }
+    unsafe fn set_init(&mut self, pos: usize) {
+        panic!("set_init({pos}) refuses");
+    }
+}
+
+fn a_panicking_set_init_completes_its_read_with_eio_and_loses_nothing(b: BackendKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, _) = rw_file(&dir, "p");
+    let data = pattern(8192, 7);
+    std::fs::write(dir.path().join("p"), &data).unwrap();
+    let mut r = any_ring::<u8>(b, 8);
+    // Reads before and after the panicking one, reaped together.
+    r.submit(Op::read(fd(&file), Vec::with_capacity(4096), 0), 1)
+        .unwrap();
+    r.submit(Op::read(fd(&file), PanickyBuf(vec![0; 4096]), 0), 2)
+        .unwrap();
+    r.submit(Op::read(fd(&file), Vec::with_capacity(4096), 4096), 3)
+        .unwrap();
+    let mut got = wait_n(&mut r, 3);
+    got.sort_by_key(|c| c.token);
+    assert_eq!(got.iter().map(|c| c.token).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(got[1].result, -libc::EIO, "the panicking buffer's read");
+    for c in [&got[0], &got[2]] {
+        assert_eq!(c.result, 4096, "token {}", c.token);
+    }
+    let mut got = got.into_iter();
+    let first: Vec<u8> = got.next().unwrap().resources.into_buf().unwrap();
+    assert_eq!(first, data[..4096]);
+    // The panicking op's buffer still comes back (the kernel's bytes are in
+    // it; only its own bookkeeping failed).
+    let back: PanickyBuf = got.next().unwrap().resources.into_buf().unwrap();
+    assert_eq!(back.0, data[..4096]);
+    let third: Vec<u8> = got.next().unwrap().resources.into_buf().unwrap();
+    assert_eq!(third, data[4096..]);
+    assert_eq!(r.in_flight(), 0);
+}
 
 fn bad_fd_gives_ebadf(b: BackendKind) {
     let mut r = any_ring::<u8>(b, 8);

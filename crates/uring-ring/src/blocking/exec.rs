@@ -75,7 +75,7 @@ pub(crate) fn succeeded_fully(kind: OpKind, expected: u64, result: i32) -> bool 
 /// resources it owned (reads with their init length set).
 pub(crate) fn execute(op: Op, target: Target, pre: Option<i32>) -> (i32, Resources) {
     if let Some(res) = pre {
-        return (res, held_of(op).into_resources(res));
+        return held_of(op).into_resources(res);
     }
     let fd: Result<RawFd, i32> = target.raw();
     let (result, held) = match op {
@@ -257,5 +257,5 @@ pub(crate) fn execute(op: Op, target: Target, pre: Option<i32>) -> (i32, Resourc
             (res, Held::None)
         }
     };
-    (result, held.into_resources(result))
+    held.into_resources(result)
 }

@@ -52,7 +52,9 @@ pub(crate) struct Job {
 impl Job {
     /// The op's resources handed back without running it.
     pub(crate) fn into_cancelled(self) -> Resources {
-        held_of(self.op).into_resources(-libc::ECANCELED)
+        // (A panic in a buffer's `set_init` is caught there; the op stays
+        // ECANCELED.)
+        held_of(self.op).into_resources(-libc::ECANCELED).1
     }
 }
 
