@@ -55,8 +55,13 @@ fn main() -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    // xtask's manifest dir is <root>/xtask.
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    // xtask's manifest dir is <root>/xtask. `cargo run` sets it at run time;
+    // prefer that over the compile-time value, which is stale when a binary
+    // built from another checkout is reused through a shared target dir.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest_dir
         .parent()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))
