@@ -21,6 +21,15 @@ pub struct AimdConfig {
     pub min_window_ticks: u32,
     /// A probing step is at least this many ops (small limits still move).
     pub additive_increase: u32,
+    /// The first probe's first trial compares the start limit with the
+    /// start limit times this. The start limit is a guess; a wide first
+    /// step decides in a few pairs (the trial's noise is divided by the
+    /// logarithm of the step) and spares the climb from a low guess the
+    /// trials a ×2 ladder would take, each at half its time at the lower
+    /// level. A device whose knee is below the start limit sees the higher
+    /// level only in this trial's legs, and probing then goes down from the
+    /// start limit as before.
+    pub first_climb_factor: f64,
     /// PROBING climbs by this factor per won trial (from the initial limit,
     /// after a backoff, and after a re-probe found more throughput).
     pub climb_factor: f64,
@@ -114,6 +123,7 @@ impl Default for AimdConfig {
             min_window_completions: 20,
             min_window_ticks: 1,
             additive_increase: 1,
+            first_climb_factor: 4.0,
             climb_factor: 2.0,
             flat_climb_factor: std::f64::consts::SQRT_2,
             descend_factor: 0.8,
@@ -156,6 +166,13 @@ type Range = (
 
 /// Every real-valued field with the open interval it must lie in.
 const RANGES: &[Range] = &[
+    (
+        "first_climb_factor",
+        |c| c.first_climb_factor,
+        |c| &mut c.first_climb_factor,
+        1.0,
+        100.0,
+    ),
     (
         "climb_factor",
         |c| c.climb_factor,

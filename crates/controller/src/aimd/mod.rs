@@ -362,7 +362,7 @@ impl Aimd {
             return;
         }
         self.start_probe(
-            self.cfg.climb_factor,
+            self.cfg.first_climb_factor,
             None,
             true,
             format!("baseline P99 {} µs at {}", p99 / 1000, self.limit),

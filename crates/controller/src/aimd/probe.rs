@@ -145,8 +145,19 @@ impl Aimd {
         bottom: Option<u32>,
     ) {
         let start_hi = dir == Direction::Descend;
+        let mut trial = Trial::new(lo, hi, start_hi, self.cfg.trial_rules());
+        // A limit the previous trial of this probe also ran: what it
+        // measured there shows whether the device changed in between.
+        if let Some(prev) = self.probe.as_ref().map(|p| &p.trial) {
+            for shared in [lo, hi] {
+                if let Some(level) = prev.recent_level(shared) {
+                    trial.carry_level(shared, level);
+                    break;
+                }
+            }
+        }
         self.probe = Some(Probe {
-            trial: Trial::new(lo, hi, start_hi, self.cfg.trial_rules()),
+            trial,
             dir,
             origin,
             from: start,
@@ -240,6 +251,20 @@ impl Aimd {
             .trial
             .feed(sample.completions, sample.interval.as_secs_f64())
         {
+            return;
+        }
+        if p.trial.shifted() {
+            // The device changed under the trial: its pairs compare two
+            // devices. Start over from the lower level with a fresh probe
+            // (climb a little, then descend as far as it holds).
+            let why = format!(
+                "throughput shifted during trial {lo} vs {hi} (the device changed); probing again from {lo}"
+            );
+            self.set_limit(lo);
+            // Nothing of the void trial is carried into the next one.
+            self.probe = None;
+            self.start_probe(self.cfg.reprobe_step + 1.0, None, false, why.clone());
+            self.reason = format!("{why}; {}", self.reason);
             return;
         }
         let how = p.trial.describe();

@@ -102,6 +102,7 @@ fn defaults_are_the_spec() {
     assert_eq!(c.tick_ms, 10);
     assert_eq!(c.baseline_ticks, 10);
     assert_eq!(c.additive_increase, 1);
+    assert_eq!(c.first_climb_factor, 4.0);
     assert_eq!(c.climb_factor, 2.0);
     assert_eq!(c.descend_factor, 0.8);
     assert_eq!(c.gain_epsilon, 0.05);
@@ -152,11 +153,12 @@ fn baseline_holds_then_starts_a_climb_trial() {
     let dec = d.step(knee64);
     assert_eq!(d.c.phase(), AimdPhase::Probing);
     assert_eq!(d.c.baseline_p99_ns(), Some(100_000));
-    // The trial's first leg runs at the current limit, then at x2.
+    // The first trial's first leg runs at the current limit, then at
+    // `first_climb_factor` (x4) times it.
     assert_eq!(dec.in_flight_limit, 4, "{:?}", d.c.state());
-    assert!(d.c.state().reason.contains("4 vs 8"), "{:?}", d.c.state());
+    assert!(d.c.state().reason.contains("4 vs 16"), "{:?}", d.c.state());
     d.step(knee64);
-    assert_eq!(d.step(knee64).in_flight_limit, 8);
+    assert_eq!(d.step(knee64).in_flight_limit, 16);
 }
 
 #[test]
@@ -185,9 +187,11 @@ fn climbs_by_doubling_then_descends_to_the_knee_then_steady_and_converged() {
         }
     }
     assert_eq!(d.c.phase(), AimdPhase::Settling, "{:?}", d.c.state());
-    for l in [8, 16, 32, 64, 128] {
+    // x4 from the start limit, then doubling while the gain holds.
+    for l in [16, 32, 64, 128] {
         assert!(seen.contains(&l), "climb never tried {l}: {seen:?}");
     }
+    assert!(!seen.contains(&8), "the first step is x4: {seen:?}");
     let knee = d.c.current().in_flight_limit;
     assert!((64..=80).contains(&knee), "knee {knee}: {:?}", d.c.state());
     assert!(
@@ -465,12 +469,12 @@ fn the_latency_guard_scales_with_depth_over_the_baseline() {
     let mut d = Driver::new(no_reprobe(), limits());
     d.until(AimdPhase::Probing, 20, knee64);
     assert_eq!(d.c.baseline_p99_ns(), Some(100_000));
-    // The first trial is 4 vs 8: its ops are judged by the higher limit,
-    // 10 x 100 µs x 8/4.
+    // The first trial is 4 vs 16: its ops are judged by the higher limit,
+    // 10 x 100 µs x 16/4.
     assert_eq!(d.c.current().in_flight_limit, 4);
-    assert_eq!(d.c.latency_threshold_ns(), 2_000_000);
+    assert_eq!(d.c.latency_threshold_ns(), 4_000_000);
     let before = d.c.current().in_flight_limit;
-    d.step(|t, l| win(t, 500, 2_001, l, 10));
+    d.step(|t, l| win(t, 500, 4_001, l, 10));
     assert_eq!(d.c.phase(), AimdPhase::Backoff);
     assert!(d.c.current().in_flight_limit < before);
     assert!(
@@ -782,4 +786,65 @@ fn host_noise_is_not_a_material_change_but_a_real_drop_is() {
         "{:?}",
         d.c.state()
     );
+}
+
+#[test]
+fn a_device_that_halves_between_two_trials_voids_the_bracket_and_is_followed_down() {
+    // Settle on a knee-64 device, re-probe, and halve the device's
+    // capacity (knee 32) just as the re-probe's bisecting descend trial
+    // starts: the trial before it found the lower limit losing on the old
+    // device, and that bound no longer holds. Without the level check the
+    // bisecting trial finds nothing between its two limits (both are far
+    // above the new knee) and the probe settles inside the stale bracket,
+    // 1.6x above the knee, until a later re-probe.
+    let cfg = AimdConfig {
+        reprobe_ms: 500,
+        ..AimdConfig::default()
+    };
+    let mut d = Driver::new(cfg, Limits::new(1, 256, 16));
+    d.until_settled(3000, knee64);
+    let settled = d.c.current().in_flight_limit;
+    assert!((64..=80).contains(&settled), "{:?}", d.c.state());
+    let mut halved = false;
+    let mut saw_shift = false;
+    let mut first_settle = None;
+    for _ in 0..3000 {
+        let bisecting = d.c.state().reason.contains("lost throughput against");
+        halved |= bisecting && d.c.phase() == AimdPhase::Probing;
+        d.step(|t, l| {
+            if halved {
+                device(t, l, 32, 200)
+            } else {
+                knee64(t, l)
+            }
+        });
+        saw_shift |= d.c.state().reason.contains("throughput shifted");
+        if halved && d.c.phase() == AimdPhase::Settling {
+            first_settle = Some(d.c.current().in_flight_limit);
+            break;
+        }
+    }
+    assert!(halved, "no re-probe bisected: {:?}", d.c.state());
+    assert!(saw_shift, "the shift went unnoticed: {:?}", d.c.state());
+    // The first level the controller settles on after the change is the
+    // new knee, not one inside the stale bracket.
+    let l = first_settle.expect("never settled after the change");
+    assert!(
+        (32..=40).contains(&l),
+        "settled at {l} on a knee-32 device: {:?}",
+        d.c.state()
+    );
+}
+
+#[test]
+fn a_wide_first_step_still_walks_down_to_a_knee_below_the_start() {
+    // Knee 8 under a start of 16: the first trial (16 vs 64) shows no gain,
+    // and probing descends from the start limit, never above it for long.
+    let knee8 = |t, l| device(t, l, 8, 100);
+    let mut d = Driver::new(no_reprobe(), Limits::new(1, 256, 16));
+    d.until(AimdPhase::Probing, 20, knee8);
+    assert!(d.c.state().reason.contains("16 vs 64"), "{:?}", d.c.state());
+    d.until_settled(2000, knee8);
+    let l = d.c.current().in_flight_limit;
+    assert!((8..=10).contains(&l), "limit {l}: {:?}", d.c.state());
 }

@@ -18,6 +18,17 @@
 //! depth `d` is exactly the share of `x_max` still missing there, so
 //! `epsilon = 0.05` stops within about 5 % of the device's best throughput.
 
+/// A pair's level (the mean log rate of its two legs) this far (ln 1.5)
+/// from the median level of the pairs before it is a level shift: the
+/// device itself changed during the trial. The pairs' ratios are then a
+/// comparison across two devices; the trial is void. (Ten times the
+/// spread of a pair's level on this machine's noisy virtio disk.)
+const LEVEL_SHIFT_LN: f64 = 0.405;
+
+/// Consecutive shifted pairs, on the same side, that void a trial (one
+/// pair hit by a device stall is not a new device).
+const LEVEL_SHIFT_PAIRS: usize = 2;
+
 /// What a trial concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -76,6 +87,13 @@ pub(crate) struct Trial {
     ratios: Vec<f64>,
     /// Sum over pairs of the counting variance 1/c_hi + 1/c_lo.
     counting_var: f64,
+    /// Per-pair levels (ln x_hi + ln x_lo) / 2, for [`Trial::shifted`].
+    levels: Vec<f64>,
+    /// Every finished leg: (at hi?, ln rate).
+    legs_ln: Vec<(bool, f64)>,
+    /// The level the previous trial of the probe measured at a limit this
+    /// trial shares with it: (at hi?, ln rate). See [`Trial::carry_level`].
+    carried: Option<(bool, f64)>,
 }
 
 impl Trial {
@@ -91,6 +109,43 @@ impl Trial {
             half: None,
             ratios: Vec::new(),
             counting_var: 0.0,
+            levels: Vec::new(),
+            legs_ln: Vec::new(),
+            carried: None,
+        }
+    }
+
+    /// The mean log rate of the last (up to four) legs at `limit`, if this
+    /// trial ran legs there.
+    pub fn recent_level(&self, limit: u32) -> Option<f64> {
+        let side = self.side_of(limit)?;
+        let recent: Vec<f64> = self
+            .legs_ln
+            .iter()
+            .rev()
+            .filter(|(hi, _)| *hi == side)
+            .take(4)
+            .map(|&(_, l)| l)
+            .collect();
+        (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64)
+    }
+
+    /// Remembers that the probe's previous trial measured `ln_rate` at
+    /// `limit` (one of this trial's two limits): once this trial's legs at
+    /// `limit` sit far from it, the device changed between the trials (see
+    /// [`Trial::shifted`]).
+    pub fn carry_level(&mut self, limit: u32, ln_rate: f64) {
+        self.carried = self.side_of(limit).map(|side| (side, ln_rate));
+    }
+
+    /// `Some(true)` for `hi`, `Some(false)` for `lo`.
+    fn side_of(&self, limit: u32) -> Option<bool> {
+        if limit == self.hi {
+            Some(true)
+        } else if limit == self.lo {
+            Some(false)
+        } else {
+            None
         }
     }
 
@@ -175,6 +230,7 @@ impl Trial {
         }
         let leg = std::mem::take(&mut self.leg);
         let rate = (leg.completions as f64 + 0.5) / leg.secs.max(1e-9);
+        self.legs_ln.push((at_hi, rate.ln()));
         match self.half.take() {
             None => self.half = Some((at_hi, rate, leg.completions)),
             Some((first_hi, first_rate, first_c)) => {
@@ -185,12 +241,62 @@ impl Trial {
                 };
                 debug_assert_ne!(first_hi, at_hi);
                 self.ratios.push((x_hi / x_lo).ln());
+                self.levels.push((x_hi.ln() + x_lo.ln()) / 2.0);
                 self.counting_var +=
                     1.0 / (first_c as f64 + 0.5) + 1.0 / (leg.completions as f64 + 0.5);
             }
         }
         self.legs += 1;
         true
+    }
+
+    /// Did the device's level shift during the trial, or since the
+    /// probe's previous trial? Either the last [`LEVEL_SHIFT_PAIRS`] pairs
+    /// all sit more than [`LEVEL_SHIFT_LN`] from the median level of the
+    /// (at least two) pairs before them, on the same side; or the last
+    /// [`LEVEL_SHIFT_PAIRS`] legs at the limit shared with the previous
+    /// trial sit that far from what that trial measured there. The trial
+    /// (and the probe's bracket) is then void: it compares a different
+    /// device than the one before (a capacity change or a neighbour
+    /// arriving made one limit look better than it is).
+    pub fn shifted(&self) -> bool {
+        self.shifted_within() || self.shifted_since_carried()
+    }
+
+    fn shifted_since_carried(&self) -> bool {
+        let Some((side, carried)) = self.carried else {
+            return false;
+        };
+        let recent: Vec<f64> = self
+            .legs_ln
+            .iter()
+            .rev()
+            .filter(|(hi, _)| *hi == side)
+            .take(LEVEL_SHIFT_PAIRS)
+            .map(|&(_, l)| l)
+            .collect();
+        recent.len() == LEVEL_SHIFT_PAIRS
+            && (recent.iter().all(|l| l - carried > LEVEL_SHIFT_LN)
+                || recent.iter().all(|l| carried - l > LEVEL_SHIFT_LN))
+    }
+
+    fn shifted_within(&self) -> bool {
+        let n = self.levels.len();
+        if n < LEVEL_SHIFT_PAIRS + 2 {
+            return false;
+        }
+        let (before, recent) = self.levels.split_at(n - LEVEL_SHIFT_PAIRS);
+        let mut sorted = before.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let m = sorted.len();
+        let median = if m % 2 == 1 {
+            sorted[m / 2]
+        } else {
+            (sorted[m / 2 - 1] + sorted[m / 2]) / 2.0
+        };
+        let up = recent.iter().all(|l| l - median > LEVEL_SHIFT_LN);
+        let down = recent.iter().all(|l| median - l > LEVEL_SHIFT_LN);
+        up || down
     }
 
     /// The verdict, once the pairs allow one.
@@ -278,6 +384,84 @@ mod tests {
             }
         }
         panic!("no verdict: {}", t.describe());
+    }
+
+    /// Feeds `pairs` pairs at `lo_rate`/`hi_rate` completions per tick,
+    /// times a ±`spread` uniform noise from `rng` per tick.
+    fn feed_pairs(
+        t: &mut Trial,
+        pairs: u32,
+        lo_rate: f64,
+        hi_rate: f64,
+        spread: f64,
+        rng: &mut u64,
+    ) {
+        let target = t.pairs() + pairs;
+        while t.pairs() < target {
+            *rng ^= *rng << 13;
+            *rng ^= *rng >> 7;
+            *rng ^= *rng << 17;
+            let u = (*rng >> 11) as f64 / (1u64 << 53) as f64;
+            let base = if t.limit() == t.hi { hi_rate } else { lo_rate };
+            t.feed((base * (1.0 - spread + 2.0 * spread * u)) as u64, 0.01);
+        }
+    }
+
+    #[test]
+    fn a_device_that_halves_mid_trial_voids_it_and_noise_never_does() {
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut t = Trial::new(64, 80, false, rules());
+        feed_pairs(&mut t, 5, 1000.0, 1010.0, 0.0, &mut rng);
+        assert!(!t.shifted());
+        feed_pairs(&mut t, 1, 500.0, 505.0, 0.0, &mut rng);
+        assert!(!t.shifted(), "one pair is not a shift (a stall)");
+        feed_pairs(&mut t, 1, 500.0, 505.0, 0.0, &mut rng);
+        assert!(t.shifted(), "{}", t.describe());
+        // Up as well as down.
+        let mut t = Trial::new(64, 80, false, rules());
+        feed_pairs(&mut t, 4, 1000.0, 1000.0, 0.0, &mut rng);
+        feed_pairs(&mut t, 2, 1700.0, 1700.0, 0.0, &mut rng);
+        assert!(t.shifted());
+        // ±20 % per tick (more than this machine's disk) over 40 pairs, 100
+        // seeds: never a shift.
+        for seed in 1..=100u64 {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut t = Trial::new(64, 128, false, rules());
+            for _ in 0..40 {
+                feed_pairs(&mut t, 1, 1000.0, 1040.0, 0.2, &mut rng);
+                assert!(!t.shifted(), "seed {seed}: {}", t.describe());
+            }
+        }
+    }
+
+    #[test]
+    fn a_level_carried_from_the_previous_trial_shows_a_change_between_trials() {
+        let mut rng = 7u64;
+        let mut before = Trial::new(60, 76, true, rules());
+        feed_pairs(&mut before, 3, 1000.0, 1000.0, 0.0, &mut rng);
+        let level = before.recent_level(76).expect("legs ran at 76");
+        // Two ticks of 1000 completions per leg: (2000 + 0.5) / 0.02 s.
+        assert!((level - (2000.5f64 / 0.02).ln()).abs() < 1e-6, "{level}");
+        assert_eq!(before.recent_level(50), None);
+        // The next trial shares 76; the device is now half as fast.
+        let mut t = Trial::new(68, 76, true, rules());
+        t.carry_level(76, level);
+        feed_pairs(&mut t, 1, 500.0, 500.0, 0.0, &mut rng);
+        assert!(!t.shifted(), "one leg at 76 so far");
+        feed_pairs(&mut t, 1, 500.0, 500.0, 0.0, &mut rng);
+        assert!(t.shifted(), "{}", t.describe());
+        // The same device: no shift, however long the trial runs.
+        let mut t = Trial::new(68, 76, true, rules());
+        t.carry_level(76, level);
+        for _ in 0..20 {
+            feed_pairs(&mut t, 1, 990.0, 1000.0, 0.2, &mut rng);
+            assert!(!t.shifted(), "{}", t.describe());
+        }
+        // A limit the trial does not run carries nothing.
+        let mut t = Trial::new(68, 85, true, rules());
+        t.carry_level(76, level);
+        feed_pairs(&mut t, 3, 100.0, 100.0, 0.0, &mut rng);
+        assert!(!t.shifted());
     }
 
     #[test]
