@@ -290,7 +290,7 @@ impl<T> Ring<T> {
     /// Refused (op and token handed back) when no slot is free
     /// ([`SubmitErrorKind::Full`]), the kernel lacks the op
     /// ([`SubmitErrorKind::Unsupported`]) or the op is malformed.
-    #[inline]
+    #[inline(always)]
     pub fn submit(&mut self, op: Op, token: T) -> Result<SlotId, SubmitError<T>> {
         if let Err(kind) = self.check_op(&op).and_then(|()| self.admit(1, 1, 1)) {
             return Err(SubmitError::new(kind, op, token));
