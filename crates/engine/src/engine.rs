@@ -635,24 +635,6 @@ impl Engine {
         (ctl, target)
     }
 
-    /// A new callback op's completion target alone (no handle: its control
-    /// block has one owner, the target).
-    #[inline(always)]
-    fn callback_target(
-        &self,
-        idx: usize,
-        cb: Callback,
-        op: &auraio_ring::Op,
-        shortened: bool,
-    ) -> Target {
-        let sh = self.sh();
-        let info = self.op_info(idx, op, shortened);
-        Target::ctl(
-            OpCtl::new(idx as u32, sh.id(), info, Some(cb)),
-            Deliver::Callback,
-        )
-    }
-
     /// For [`submit_single`](Self::submit_single): a control block shared
     /// by the target and the caller (a handle or a future).
     #[inline(always)]
@@ -716,8 +698,28 @@ impl Engine {
             if let Some(p) = &sh.fault_plan {
                 (op, shortened) = p.maybe_shorten(op);
             }
-            let callback = Callback::new(move |r, res| cb(conv(r, res)));
-            let target = self.callback_target(idx, callback, &op, shortened);
+            let make_cb = move || Callback::new(move |r, res| cb(conv(r, res)));
+            let info = self.op_info(idx, &op, shortened);
+            let make_ctl = |cb: Callback| {
+                Target::ctl(
+                    OpCtl::new(idx as u32, sh.id(), info, Some(cb)),
+                    Deliver::Callback,
+                )
+            };
+            // The lean path as in `submit` (see there), for ops nobody
+            // gets a handle to.
+            let lean = handles.is_none()
+                && timeout.is_none()
+                && !info.traced
+                && !info.shortened
+                && !info.fixed_buf
+                && !info.fixed_file
+                && !sh.has_faults();
+            if lean {
+                guard.accept_lean(op, make_cb, make_ctl);
+                continue;
+            }
+            let target = make_ctl(make_cb());
             if let Some(h) = handles.as_deref_mut() {
                 if let Some(ctl) = target.ctl_arc() {
                     h.push(OpHandle { ctl });

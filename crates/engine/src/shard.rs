@@ -1349,6 +1349,35 @@ impl BatchGuard<'_> {
         self.accepted
     }
 
+    /// [`accept`](Self::accept) for a plain callback op without a timeout,
+    /// as [`Shard::submit_lean`] takes it: straight to the ring with its
+    /// callback in the callback table when the backlog is empty and the
+    /// limit allows (and an entry is free); otherwise `make_ctl` builds its
+    /// control block target and it is accepted as any other op.
+    #[inline(always)]
+    pub(crate) fn accept_lean<M, C>(&mut self, op: Op, make_cb: M, make_ctl: C)
+    where
+        M: FnOnce() -> Callback,
+        C: FnOnce(Callback) -> Target,
+    {
+        let shard = self.shard;
+        let core = &mut **self.core;
+        if !(core.backlog.is_empty() && shard.busy(core) < self.limit) {
+            return self.accept(op, make_ctl(make_cb()), None);
+        }
+        let target = match shard.cb_table.store(&mut core.cb_alloc, op.kind(), make_cb) {
+            Ok(l) => Target::lean(l),
+            Err(make_cb) => return self.accept(op, make_ctl(make_cb()), None),
+        };
+        self.accepted += 1;
+        if let Err(p) = shard.push_one(self.sh, core, op, target) {
+            match *p {
+                PushErr::Full(w) => core.backlog.push_back(w),
+                PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),
+            }
+        }
+    }
+
     /// Accepts one op exactly as [`Shard::submit`] does: pushed while the
     /// backlog is empty and the in-flight limit allows, otherwise appended
     /// to the FIFO backlog. A push the ring refuses for good (not expected:

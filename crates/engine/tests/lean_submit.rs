@@ -181,3 +181,33 @@ fn plain_submits_from_threads_with_a_reaper() {
     assert_eq!(c.ok.load(SeqCst), 10_000);
     assert_eq!(c.drops.load(SeqCst), 10_000);
 }
+
+/// `submit_batch` (no handles) takes the lean path as `submit` does: a
+/// batch beyond the limit (lean ops first, then the backlog) with a
+/// panicking callback in it completes every op once, round after round.
+#[test]
+fn plain_batches_complete_once_with_a_panic_inside() {
+    let e = small_engine(8, ReaperMode::Never);
+    let c = Arc::new(Counts::default());
+    for round in 0..30 {
+        let batch = (0..21).map(|i| {
+            let g = Guard(Arc::clone(&c));
+            (Request::nop(), move |r: io::Result<()>| {
+                let c = &g.0;
+                c.calls.fetch_add(1, SeqCst);
+                r.unwrap();
+                c.ok.fetch_add(1, SeqCst);
+                if i == 5 && round % 4 == 0 {
+                    panic!("batch callback panic (expected by the test)");
+                }
+            })
+        });
+        assert_eq!(e.submit_batch(batch).unwrap(), 21);
+        e.run_until_idle().unwrap();
+    }
+    assert_eq!(c.calls.load(SeqCst), 630);
+    assert_eq!(c.ok.load(SeqCst), 630);
+    assert_eq!(c.drops.load(SeqCst), 630);
+    assert_eq!(e.stats().total.callback_panics, 8);
+    assert_eq!(e.pending(), 0);
+}
