@@ -716,7 +716,7 @@ impl Engine {
                 && !info.fixed_file
                 && !sh.has_faults();
             if lean {
-                guard.accept_lean(op, make_cb, make_ctl);
+                guard.accept_lean(&mut op, make_cb, make_ctl);
                 continue;
             }
             let target = make_ctl(make_cb());
@@ -914,7 +914,7 @@ impl Engine {
             && !info.fixed_file
             && !sh.has_faults();
         let submitted = if lean {
-            shard.submit_lean(sh, op, make_cb, make_ctl)
+            shard.submit_lean(sh, &mut op, make_cb, make_ctl)
         } else {
             let target = make_ctl(make_cb());
             match timeout {

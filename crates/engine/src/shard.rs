@@ -370,7 +370,12 @@ impl Shard {
     /// under the same lock.
     #[allow(clippy::result_large_err)]
     #[inline]
-    pub(crate) fn submit_one(&self, sh: &Shared, op: Op, target: Target) -> Result<(), Refused> {
+    pub(crate) fn submit_one(
+        &self,
+        sh: &Shared,
+        mut op: Op,
+        target: Target,
+    ) -> Result<(), Refused> {
         let mut core = self.lock();
         let info = target.info();
         if core.closed
@@ -387,7 +392,7 @@ impl Shard {
             };
             return self.submit_locked(sh, core, work);
         }
-        if let Err(p) = self.push_one(sh, &mut core, op, target) {
+        if let Err(p) = self.push_one(sh, &mut core, &mut op, target) {
             match *p {
                 PushErr::Full(w) => core.backlog.push_back(w),
                 PushErr::Failed(w, e) => return Err(Box::new((w, e))),
@@ -413,7 +418,7 @@ impl Shard {
     pub(crate) fn submit_lean<M, C>(
         &self,
         sh: &Shared,
-        op: Op,
+        op: &mut Op,
         make_cb: M,
         make_ctl: C,
     ) -> Result<(), Refused>
@@ -429,7 +434,7 @@ impl Shard {
             || self.busy(&core) >= self.limit.load(Relaxed)
         {
             let work = Work::Single {
-                op,
+                op: std::mem::replace(op, Op::Nop),
                 target: make_ctl(make_cb()),
                 timeout: None,
             };
@@ -498,7 +503,7 @@ impl Shard {
         &self,
         sh: &Shared,
         core: &mut Core,
-        op: Op,
+        op: &mut Op,
         target: Target,
     ) -> Result<(), Box<PushErr>> {
         let lean = match target.ctl_ref() {
@@ -510,7 +515,9 @@ impl Shard {
             }
             None => true,
         };
-        match core.ring.submit(op, target) {
+        // The op is taken from where the caller keeps it (see
+        // `Ring::submit_in_place`), not moved here whole.
+        match core.ring.submit_in_place(op, target) {
             Ok(slot) => {
                 if !lean {
                     set_in_ring(&core.ring, slot);
@@ -518,11 +525,9 @@ impl Shard {
                 self.after_submit(core.ring.in_flight());
                 Ok(())
             }
-            Err(SubmitError {
-                kind, op, token, ..
-            }) => {
+            Err((kind, token)) => {
                 let w = Work::Single {
-                    op,
+                    op: std::mem::replace(op, Op::Nop),
                     target: token,
                     timeout: None,
                 };
@@ -1355,7 +1360,7 @@ impl BatchGuard<'_> {
     /// limit allows (and an entry is free); otherwise `make_ctl` builds its
     /// control block target and it is accepted as any other op.
     #[inline(always)]
-    pub(crate) fn accept_lean<M, C>(&mut self, op: Op, make_cb: M, make_ctl: C)
+    pub(crate) fn accept_lean<M, C>(&mut self, op: &mut Op, make_cb: M, make_ctl: C)
     where
         M: FnOnce() -> Callback,
         C: FnOnce(Callback) -> Target,
@@ -1363,11 +1368,15 @@ impl BatchGuard<'_> {
         let shard = self.shard;
         let core = &mut **self.core;
         if !(core.backlog.is_empty() && shard.busy(core) < self.limit) {
+            let op = std::mem::replace(op, Op::Nop);
             return self.accept(op, make_ctl(make_cb()), None);
         }
         let target = match shard.cb_table.store(&mut core.cb_alloc, op.kind(), make_cb) {
             Ok(l) => Target::lean(l),
-            Err(make_cb) => return self.accept(op, make_ctl(make_cb()), None),
+            Err(make_cb) => {
+                let op = std::mem::replace(op, Op::Nop);
+                return self.accept(op, make_ctl(make_cb()), None);
+            }
         };
         self.accepted += 1;
         if let Err(p) = shard.push_one(self.sh, core, op, target) {
@@ -1384,7 +1393,7 @@ impl BatchGuard<'_> {
     /// the caller checks first) completes the op with the error, so it
     /// still gets its one completion.
     #[inline(always)]
-    pub(crate) fn accept(&mut self, op: Op, target: Target, timeout: Option<Duration>) {
+    pub(crate) fn accept(&mut self, mut op: Op, target: Target, timeout: Option<Duration>) {
         let info = target.info();
         self.fixed_bufs += u64::from(info.fixed_buf);
         self.fixed_files += u64::from(info.fixed_file);
@@ -1392,7 +1401,7 @@ impl BatchGuard<'_> {
         let shard = self.shard;
         let core = &mut **self.core;
         if timeout.is_none() && core.backlog.is_empty() && shard.busy(core) < self.limit {
-            if let Err(p) = shard.push_one(self.sh, core, op, target) {
+            if let Err(p) = shard.push_one(self.sh, core, &mut op, target) {
                 match *p {
                     PushErr::Full(w) => core.backlog.push_back(w),
                     PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),

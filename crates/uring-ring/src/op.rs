@@ -346,6 +346,78 @@ impl Op {
         }
     }
 
+    /// [`into_sqe`](Self::into_sqe) for an op left where its caller put
+    /// it: the hot ops (NOP, (fixed) read and write) are read field by
+    /// field and their buffer moved out, and `Op::Nop` is left in their
+    /// place. A whole `Op` copied out with wide loads right after the
+    /// caller's narrow stores (its tag byte, its `Fd`) was a
+    /// store-forwarding stall per op. Other ops are moved out whole.
+    ///
+    /// Call [`validate`](Self::validate) first.
+    #[inline(always)]
+    pub(crate) fn take_sqe(&mut self) -> (squeue::Entry, Held) {
+        let (sqe, buf, read) = match self {
+            Op::Nop => {
+                return (
+                    sqe_words(opcode::Nop::CODE, Fd::Raw(-1), 0, 0, 0, 0),
+                    Held::None,
+                )
+            }
+            Op::Read { fd, buf, offset } => {
+                let ptr = buf.stable_mut_ptr() as u64;
+                let len = buf.bytes_total() as u32;
+                let sqe = sqe_words(opcode::Read::CODE, *fd, *offset, ptr, len, 0);
+                (sqe, buf, true)
+            }
+            Op::Write { fd, buf, offset } => {
+                let ptr = buf.stable_ptr() as u64;
+                let len = buf.bytes_init() as u32;
+                let sqe = sqe_words(opcode::Write::CODE, *fd, *offset, ptr, len, 0);
+                (sqe, buf, false)
+            }
+            Op::ReadFixed {
+                fd,
+                buf,
+                buf_index,
+                offset,
+            } => {
+                let ptr = buf.stable_mut_ptr() as u64;
+                let len = buf.bytes_total() as u32;
+                let code = opcode::ReadFixed::CODE;
+                let sqe = sqe_words(code, *fd, *offset, ptr, len, *buf_index);
+                (sqe, buf, true)
+            }
+            Op::WriteFixed {
+                fd,
+                buf,
+                buf_index,
+                offset,
+            } => {
+                let ptr = buf.stable_ptr() as u64;
+                let len = buf.bytes_init() as u32;
+                let code = opcode::WriteFixed::CODE;
+                let sqe = sqe_words(code, *fd, *offset, ptr, len, *buf_index);
+                (sqe, buf, false)
+            }
+            _ => return std::mem::replace(self, Op::Nop).into_sqe(),
+        };
+        // SAFETY: the buffer is moved out of the op here, and the op is
+        // overwritten with `Op::Nop` right after without being dropped, so
+        // the buffer has exactly one owner again (nothing between the two
+        // writes can panic; the buffer's own methods ran above).
+        let buf = unsafe { std::ptr::read(buf) };
+        // SAFETY: `self` is a valid, exclusive place; its only owned field
+        // (the buffer) was moved out just above, so nothing is leaked or
+        // dropped twice by not dropping the old value.
+        unsafe { std::ptr::write(self, Op::Nop) };
+        let held = if read {
+            Held::Read(buf)
+        } else {
+            Held::Write(buf)
+        };
+        (sqe, held)
+    }
+
     /// Builds the SQE (without `user_data`/flags) and moves what the kernel
     /// will touch into a [`Held`] that the slot keeps until the CQE.
     ///
@@ -707,5 +779,56 @@ mod tests {
             .offset(4096)
             .build();
         assert_eq!(sqe_bytes(&sqe), sqe_bytes(&want));
+    }
+
+    /// `take_sqe` builds the SQE `into_sqe` builds, hands the buffer over
+    /// (as the same `Held`) and leaves `Op::Nop` behind, for every op.
+    #[test]
+    fn take_sqe_matches_into_sqe_and_leaves_a_nop() {
+        let make = |which: u32| -> Op {
+            let b: Vec<u8> = Vec::with_capacity(16);
+            match which {
+                0 => Op::Nop,
+                1 => Op::read(Fd::Raw(3), b, 7),
+                2 => Op::Write {
+                    fd: Fd::Fixed(2),
+                    buf: Box::new(vec![1u8; 9]),
+                    offset: 11,
+                },
+                3 => Op::ReadFixed {
+                    fd: Fd::Raw(4),
+                    buf: Box::new(b),
+                    buf_index: 3,
+                    offset: 5,
+                },
+                4 => Op::WriteFixed {
+                    fd: Fd::Fixed(1),
+                    buf: Box::new(vec![2u8; 4]),
+                    buf_index: 6,
+                    offset: 8,
+                },
+                _ => Op::Fsync {
+                    fd: Fd::Raw(5),
+                    datasync: true,
+                },
+            }
+        };
+        let kind = |h: &Held| std::mem::discriminant(h);
+        for which in 0..6 {
+            let mut op = make(which);
+            let (ours, held) = op.take_sqe();
+            assert!(matches!(op, Op::Nop), "op {which}: a NOP left behind");
+            let (theirs, held2) = make(which).into_sqe();
+            assert_eq!(kind(&held), kind(&held2), "op {which}: same Held");
+            let (mut a, mut b) = (sqe_bytes(&ours), sqe_bytes(&theirs));
+            // The address is the buffer's (a different one in `theirs`).
+            if let Held::Read(buf) | Held::Write(buf) = &held {
+                let addr = u64::from_le_bytes(a[16..24].try_into().unwrap());
+                assert_eq!(addr, buf.stable_ptr() as u64, "op {which}: address");
+                a[16..24].fill(0);
+                b[16..24].fill(0);
+            }
+            assert_eq!(a, b, "op {which}");
+        }
     }
 }

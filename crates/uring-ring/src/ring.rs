@@ -306,6 +306,42 @@ impl<T> Ring<T> {
         Ok(id)
     }
 
+    /// [`submit`](Self::submit) for an op left where the caller keeps it:
+    /// on success the op is taken out of `op` (which is left `Op::Nop`);
+    /// refused, `op` is untouched and the token comes back with the
+    /// reason. The hot ops (NOP, (fixed) read/write) are read field by
+    /// field from where the caller built them, never copied whole (a
+    /// store-forwarding stall per op; see `Op::take_sqe`).
+    #[inline(always)]
+    pub fn submit_in_place(
+        &mut self,
+        op: &mut Op,
+        token: T,
+    ) -> Result<SlotId, (SubmitErrorKind, T)> {
+        if let Err(kind) = self.check_op(op).and_then(|()| self.admit(1, 1, 1)) {
+            return Err((kind, token));
+        }
+        if self.slots.available() == 0 {
+            return Err((SubmitErrorKind::Full, token));
+        }
+        let (id, f) = self.slots.insert_free_with(|| InFlight {
+            token,
+            held: Held::None,
+            submit_ns: NOT_SUBMITTED,
+            timeout: None,
+            cancel: CancelState::None,
+        });
+        let (sqe, held) = op.take_sqe();
+        // The slot was just filled with `Held::None`: nothing to drop.
+        std::mem::forget(std::mem::replace(&mut f.held, held));
+        let sqe = sqe.user_data(id.as_u64());
+        if self.push_or_unwind(&[sqe], &[id]) {
+            self.note_pushed(&[id.as_u64()]);
+        }
+        self.after_push();
+        Ok(id)
+    }
+
     /// Queues two ops linked with `IOSQE_IO_LINK`: `second` starts only after
     /// `first` succeeded; if `first` fails (or is short), `second` completes
     /// with `-ECANCELED`. Each op gets its own completion.
