@@ -631,29 +631,8 @@ impl Engine {
         let sh = self.sh();
         let info = self.op_info(idx, op, shortened);
         let ctl = OpCtl::new(idx as u32, sh.id(), info, cb);
-        let target = Target {
-            ctl: Arc::clone(&ctl),
-            deliver,
-        };
+        let target = Target::ctl(Arc::clone(&ctl), deliver);
         (ctl, target)
-    }
-
-    /// A new callback op's completion target alone (no handle: its control
-    /// block has one owner, the target).
-    #[inline(always)]
-    fn callback_target(
-        &self,
-        idx: usize,
-        cb: Callback,
-        op: &auraio_ring::Op,
-        shortened: bool,
-    ) -> Target {
-        let sh = self.sh();
-        let info = self.op_info(idx, op, shortened);
-        Target {
-            ctl: OpCtl::new(idx as u32, sh.id(), info, Some(cb)),
-            deliver: Deliver::Callback,
-        }
     }
 
     /// For [`submit_single`](Self::submit_single): a control block shared
@@ -667,21 +646,6 @@ impl Engine {
         shortened: bool,
     ) -> (Arc<OpCtl>, Target) {
         self.target(idx, deliver, op, shortened)
-    }
-
-    /// For [`submit_single`](Self::submit_single): the target alone is the
-    /// control block's holder (no `Arc` clone now, no handle drop later).
-    #[inline(always)]
-    fn target_only(
-        &self,
-        idx: usize,
-        (deliver, cb): (Deliver, Option<Callback>),
-        op: &auraio_ring::Op,
-        shortened: bool,
-    ) -> ((), Target) {
-        let info = self.op_info(idx, op, shortened);
-        let ctl = OpCtl::new(idx as u32, self.sh().id(), info, cb);
-        ((), Target { ctl, deliver })
     }
 
     /// The batch path behind [`submit_batch`](Self::submit_batch) and
@@ -734,12 +698,32 @@ impl Engine {
             if let Some(p) = &sh.fault_plan {
                 (op, shortened) = p.maybe_shorten(op);
             }
-            let callback = Callback::new(move |r, res| cb(conv(r, res)));
-            let target = self.callback_target(idx, callback, &op, shortened);
+            let make_cb = move || Callback::new(move |r, res| cb(conv(r, res)));
+            let info = self.op_info(idx, &op, shortened);
+            let make_ctl = |cb: Callback| {
+                Target::ctl(
+                    OpCtl::new(idx as u32, sh.id(), info, Some(cb)),
+                    Deliver::Callback,
+                )
+            };
+            // The lean path as in `submit` (see there), for ops nobody
+            // gets a handle to.
+            let lean = handles.is_none()
+                && timeout.is_none()
+                && !info.traced
+                && !info.shortened
+                && !info.fixed_buf
+                && !info.fixed_file
+                && !sh.has_faults();
+            if lean {
+                guard.accept_lean(&mut op, make_cb, make_ctl);
+                continue;
+            }
+            let target = make_ctl(make_cb());
             if let Some(h) = handles.as_deref_mut() {
-                h.push(OpHandle {
-                    ctl: Arc::clone(&target.ctl),
-                });
+                if let Some(ctl) = target.ctl_arc() {
+                    h.push(OpHandle { ctl });
+                }
             }
             guard.accept(op, target, timeout);
         }
@@ -750,8 +734,8 @@ impl Engine {
 
     /// Submits one request; `deliver` is built from its converter, and
     /// `make` builds the op's control block and target (see
-    /// [`with_handle`](Self::with_handle) and
-    /// [`target_only`](Self::target_only)) and what comes back on success.
+    /// [`with_handle`](Self::with_handle)) and what comes back on success.
+    /// (`submit` has its own path, see there.)
     #[inline(always)]
     fn submit_single<O: 'static, R>(
         &self,
@@ -805,10 +789,7 @@ impl Engine {
             Ok(()) => Ok(ctl),
             Err(refused) => {
                 let (work, e) = *refused;
-                let op = match work {
-                    Work::Single { op, .. } => op,
-                    Work::Linked(p) => p.first.0,
-                };
+                let op = shard.refused_op(work);
                 let op = if shortened {
                     crate::fault::unshorten_op(op)
                 } else {
@@ -887,22 +868,81 @@ impl Engine {
     /// No [`OpHandle`] is made (the cheapest way to submit one op); use
     /// [`submit_with_handle`](Self::submit_with_handle) to be able to
     /// [`cancel`](Self::cancel) the op or ask whether it is done.
-    #[inline]
+    #[inline(always)]
     pub fn submit<O, F>(&self, req: Request<O>, cb: F) -> Result<(), SubmitError<O>>
     where
         O: 'static,
         F: FnOnce(O) + Send + 'static,
     {
-        self.submit_single(
-            req,
-            |conv| {
-                (
-                    Deliver::Callback,
-                    Some(Callback::new(move |r, res| cb(conv(r, res)))),
-                )
-            },
-            Self::target_only,
-        )
+        // The lean path (see `crate::lean`): no control block, the
+        // callback straight into the ring's callback table, for an op
+        // without a timeout that nothing else needs to observe: not traced,
+        // not rewritten by a fault plan, no fault hook, no registered
+        // buffer or file (counted per op for unregistering).
+        let Request {
+            mut op,
+            pre_error,
+            timeout,
+            conv,
+        } = req;
+        if let Some(e) = pre_error.or_else(|| check_op(&op)) {
+            return Err(SubmitError::new(clone_error(&e), fail_op(op, conv, e)));
+        }
+        let sh = self.sh();
+        if sh.closed.load(Ordering::Acquire) {
+            let e = shutdown_error();
+            return Err(SubmitError::new(shutdown_error(), fail_op(op, conv, e)));
+        }
+        let idx = self.pick();
+        let shard = &sh.rings[idx];
+        let shortened = match &sh.fault_plan {
+            Some(p) => p.maybe_shorten_in_place(&mut op),
+            None => false,
+        };
+        let info = self.op_info(idx, &op, shortened);
+        let make_cb = move || Callback::new(move |r, res| cb(conv(r, res)));
+        let make_ctl = |cb: Callback| {
+            Target::ctl(
+                OpCtl::new(idx as u32, sh.id(), info, Some(cb)),
+                Deliver::Callback,
+            )
+        };
+        let lean = timeout.is_none()
+            && !info.traced
+            && !info.shortened
+            && !info.fixed_buf
+            && !info.fixed_file
+            && !sh.has_faults();
+        let submitted = if lean {
+            shard.submit_lean(sh, &mut op, make_cb, make_ctl)
+        } else {
+            let target = make_ctl(make_cb());
+            match timeout {
+                None => shard.submit_one(sh, op, target),
+                Some(_) => shard.submit(
+                    sh,
+                    Work::Single {
+                        op,
+                        target,
+                        timeout,
+                    },
+                ),
+            }
+        };
+        match submitted {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                let (work, e) = *refused;
+                let op = shard.refused_op(work);
+                let op = if shortened {
+                    crate::fault::unshorten_op(op)
+                } else {
+                    op
+                };
+                let out = fail_op(op, conv, clone_error(&e));
+                Err(SubmitError::new(e, out))
+            }
+        }
     }
 
     /// [`submit`](Self::submit), also returning an [`OpHandle`] to

@@ -125,6 +125,7 @@ mod engine;
 mod error;
 mod fault;
 mod future;
+mod lean;
 mod op_state;
 mod request;
 mod shard;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use auraio_ring::{IoBuf, IoBufMut, OpKind, Resources};
 use futures::task::ArcWake;
 
-use crate::op_state::{Deliver, OpCtl, OpInfo, Phase, Target};
+use crate::op_state::{CtlTarget, Deliver, OpCtl, OpInfo, Phase};
 
 struct Tracked {
     data: Vec<u8>,
@@ -60,8 +60,8 @@ fn read_info() -> OpInfo {
     }
 }
 
-fn future_target(ctl: &Arc<OpCtl>) -> Target {
-    Target {
+fn future_target(ctl: &Arc<OpCtl>) -> CtlTarget {
+    CtlTarget {
         ctl: Arc::clone(ctl),
         deliver: Deliver::Future,
     }

@@ -18,9 +18,11 @@ use auraio_ring::{
     SubmitErrorKind, Waiter,
 };
 
+use crate::callback::Callback;
 use crate::engine::Shared;
 use crate::error::canceled;
-use crate::op_state::{panic_message, Finish, OpCtl, Phase, Target};
+use crate::lean::{CbAlloc, CbTable, FreeBatch};
+use crate::op_state::{panic_message, Finish, OpCtl, Owned, Phase, Target};
 use crate::request::{clone_error, op_into_resources};
 
 /// Work accepted by the engine, not yet handed to the ring.
@@ -76,10 +78,8 @@ impl Work {
 
     fn contains(&self, ctl: &Arc<OpCtl>) -> bool {
         match self {
-            Work::Single { target, .. } => Arc::ptr_eq(&target.ctl, ctl),
-            Work::Linked(p) => {
-                Arc::ptr_eq(&p.first.1.ctl, ctl) || Arc::ptr_eq(&p.second.1.ctl, ctl)
-            }
+            Work::Single { target, .. } => is_ctl(target, ctl),
+            Work::Linked(p) => is_ctl(&p.first.1, ctl) || is_ctl(&p.second.1, ctl),
         }
     }
 
@@ -153,6 +153,8 @@ pub(crate) struct Core {
     pub(crate) backlog: VecDeque<Work>,
     pub(crate) closed: bool,
     last_stats: RingStats,
+    /// The free entries of the shard's [`CbTable`].
+    cb_alloc: CbAlloc,
 }
 
 pub(crate) struct CtlBox {
@@ -213,6 +215,8 @@ pub(crate) struct Shard {
     io_seq: AtomicU64,
     pub(crate) ctl: Mutex<CtlBox>,
     pub(crate) published: Mutex<Published>,
+    /// The callbacks of lean ops (see [`crate::lean`]).
+    pub(crate) cb_table: CbTable,
 }
 
 #[inline]
@@ -232,12 +236,18 @@ fn kind_error(kind: SubmitErrorKind) -> io::Error {
     }
 }
 
+/// Whether `t` is the target of the op with control block `ctl`.
+fn is_ctl(t: &Target, ctl: &Arc<OpCtl>) -> bool {
+    t.ctl_ref()
+        .is_some_and(|c| std::ptr::eq(c, Arc::as_ptr(ctl)))
+}
+
 /// Marks the op just pushed into `slot` as in the ring (where cancel finds
 /// it). An op the ring already completed (reaped while submitting) keeps
-/// its phase: its completion is on its way.
+/// its phase: its completion is on its way. A lean op has no phase.
 fn set_in_ring(ring: &AnyRing<Target>, slot: auraio_ring::SlotId) {
-    if let Some(t) = ring.token(slot) {
-        t.ctl.set_phase(Phase::InRing(slot));
+    if let Some(ctl) = ring.token(slot).and_then(Target::ctl_ref) {
+        ctl.set_phase(Phase::InRing(slot));
     }
 }
 
@@ -261,6 +271,7 @@ impl Shard {
         let mut ring = ring;
         ring.set_batch_threshold(batch);
         let last_stats = ring.stats();
+        let (cb_table, cb_alloc) = CbTable::new(capacity);
         Ok(Shard {
             idx,
             core: Mutex::new(Core {
@@ -268,6 +279,7 @@ impl Shard {
                 backlog: VecDeque::new(),
                 closed: false,
                 last_stats,
+                cb_alloc,
             }),
             waiter,
             eventfd,
@@ -301,6 +313,7 @@ impl Shard {
                 state,
                 decision,
             }),
+            cb_table,
         })
     }
 
@@ -357,9 +370,14 @@ impl Shard {
     /// under the same lock.
     #[allow(clippy::result_large_err)]
     #[inline]
-    pub(crate) fn submit_one(&self, sh: &Shared, op: Op, target: Target) -> Result<(), Refused> {
+    pub(crate) fn submit_one(
+        &self,
+        sh: &Shared,
+        mut op: Op,
+        target: Target,
+    ) -> Result<(), Refused> {
         let mut core = self.lock();
-        let info = *target.info();
+        let info = target.info();
         if core.closed
             || !core.ring.supports(op.kind())
             || !core.backlog.is_empty()
@@ -374,6 +392,58 @@ impl Shard {
             };
             return self.submit_locked(sh, core, work);
         }
+        if let Err(p) = self.push_one(sh, &mut core, &mut op, target) {
+            match *p {
+                PushErr::Full(w) => core.backlog.push_back(w),
+                PushErr::Failed(w, e) => return Err(Box::new((w, e))),
+            }
+        }
+        self.keep_busy(sh, &mut core);
+        // Accepted (only written under this lock: no atomic RMW).
+        self.accepted
+            .store(self.accepted.load(Relaxed) + 1, Relaxed);
+        self.mirror(&core);
+        Ok(())
+    }
+
+    /// [`submit_one`](Self::submit_one) for a plain callback op (see
+    /// [`crate::lean`]): when it can go straight to the ring, its callback
+    /// (built by `make_cb`) is written into a free entry of the shard's
+    /// callback table and the op gets no control block; otherwise (ring
+    /// closed or lacking the op, backlog or limit, table full) `make_ctl`
+    /// builds its control block target from the callback and it takes the
+    /// general path under the same lock.
+    #[allow(clippy::result_large_err)]
+    #[inline(always)]
+    pub(crate) fn submit_lean<M, C>(
+        &self,
+        sh: &Shared,
+        op: &mut Op,
+        make_cb: M,
+        make_ctl: C,
+    ) -> Result<(), Refused>
+    where
+        M: FnOnce() -> Callback,
+        C: FnOnce(Callback) -> Target,
+    {
+        let mut core = self.lock();
+        let kind = op.kind();
+        if core.closed
+            || !core.ring.supports(kind)
+            || !core.backlog.is_empty()
+            || self.busy(&core) >= self.limit.load(Relaxed)
+        {
+            let work = Work::Single {
+                op: std::mem::replace(op, Op::Nop),
+                target: make_ctl(make_cb()),
+                timeout: None,
+            };
+            return self.submit_locked(sh, core, work);
+        }
+        let target = match self.cb_table.store(&mut core.cb_alloc, kind, make_cb) {
+            Ok(l) => Target::lean(l),
+            Err(make_cb) => make_ctl(make_cb()),
+        };
         if let Err(p) = self.push_one(sh, &mut core, op, target) {
             match *p {
                 PushErr::Full(w) => core.backlog.push_back(w),
@@ -388,6 +458,43 @@ impl Shard {
         Ok(())
     }
 
+    /// Tests: free entries of the callback table, and its size.
+    #[cfg(test)]
+    pub(crate) fn lean_entries(&self) -> (usize, usize) {
+        let mut core = self.lock();
+        self.cb_table.free_entries(&mut core.cb_alloc)
+    }
+
+    /// Tests: takes every free entry of the callback table (the lean path
+    /// then falls back to control blocks) or gives them back (`false`).
+    #[cfg(test)]
+    pub(crate) fn lean_exhaust(&self, exhaust: bool) {
+        let mut core = self.lock();
+        self.cb_table.exhaust_for_test(&mut core.cb_alloc, exhaust);
+    }
+
+    /// The op of work that was refused (not accepted): its targets are
+    /// dropped without a completion, a lean op's callback uncalled with its
+    /// table entry freed.
+    pub(crate) fn refused_op(&self, work: Work) -> Op {
+        let discard = |t: Target| match t.into_owned() {
+            Owned::Lean(l) => self.cb_table.discard(l),
+            Owned::Ctl(t) => drop(t),
+        };
+        match work {
+            Work::Single { op, target, .. } => {
+                discard(target);
+                op
+            }
+            Work::Linked(p) => {
+                let Pair { first, second } = *p;
+                discard(first.1);
+                discard(second.1);
+                first.0
+            }
+        }
+    }
+
     /// [`push`](Self::push) for one op without a per-op timeout, straight
     /// to the ring (no `Work` assembled and matched).
     #[allow(clippy::result_large_err)]
@@ -396,23 +503,31 @@ impl Shard {
         &self,
         sh: &Shared,
         core: &mut Core,
-        op: Op,
+        op: &mut Op,
         target: Target,
     ) -> Result<(), Box<PushErr>> {
-        if target.info().traced {
-            target.ctl.stamp_submit(sh.now_ns(), core.ring.in_flight());
-        }
-        match core.ring.submit(op, target) {
+        let lean = match target.ctl_ref() {
+            Some(ctl) => {
+                if ctl.info.traced {
+                    ctl.stamp_submit(sh.now_ns(), core.ring.in_flight());
+                }
+                false
+            }
+            None => true,
+        };
+        // The op is taken from where the caller keeps it (see
+        // `Ring::submit_in_place`), not moved here whole.
+        match core.ring.submit_in_place(op, target) {
             Ok(slot) => {
-                set_in_ring(&core.ring, slot);
+                if !lean {
+                    set_in_ring(&core.ring, slot);
+                }
                 self.after_submit(core.ring.in_flight());
                 Ok(())
             }
-            Err(SubmitError {
-                kind, op, token, ..
-            }) => {
+            Err((kind, token)) => {
                 let w = Work::Single {
-                    op,
+                    op: std::mem::replace(op, Op::Nop),
                     target: token,
                     timeout: None,
                 };
@@ -582,8 +697,10 @@ impl Shard {
         let ring = &mut core.ring;
         // Traced ops only: stamp the push for the trace record.
         let stamp = |t: &Target, in_flight: u32| {
-            if t.info().traced {
-                t.ctl.stamp_submit(sh.now_ns(), in_flight);
+            if let Some(ctl) = t.ctl_ref() {
+                if ctl.info.traced {
+                    ctl.stamp_submit(sh.now_ns(), in_flight);
+                }
             }
         };
         match work {
@@ -834,6 +951,7 @@ impl Shard {
         }
         self.count_completions(buf.len() as u64, bytes, errors);
         let mut done = 0;
+        let mut free = FreeBatch::default();
         let mut items = buf.drain(..);
         // One `catch_unwind` for the whole batch rather than one per op
         // (which passes each op's result and callback through memory): a
@@ -851,6 +969,7 @@ impl Shard {
                         c.resources,
                         c.latency_ns,
                         &mut done,
+                        &mut free,
                     );
                 }
             }));
@@ -863,6 +982,9 @@ impl Shard {
             }
         }
         drop(items);
+        // The lean ops' table entries go back once the batch ran (their
+        // callbacks were taken out before each ran, also a panicking one).
+        self.cb_table.flush(&mut free);
         self.add_delivered(done);
     }
 
@@ -887,7 +1009,8 @@ impl Shard {
         }
         let mut kept = Vec::with_capacity(buf.len());
         for mut c in buf.drain(..) {
-            let Some(fault) = sh.fault_for(self.idx, c.token.info(), c.result, c.latency_ns) else {
+            let Some(fault) = sh.fault_for(self.idx, &c.token.info(), c.result, c.latency_ns)
+            else {
                 kept.push(c);
                 continue;
             };
@@ -919,7 +1042,9 @@ impl Shard {
         let ok = result >= 0;
         let bytes = completed_bytes(&token, result);
         self.count_completions(1, bytes, u64::from(!ok));
-        self.deliver_counted::<true>(sh, token, result, resources, latency_ns, done);
+        // (Guarded: `finish` frees a lean op's entry itself.)
+        let mut free = FreeBatch::default();
+        self.deliver_counted::<true>(sh, token, result, resources, latency_ns, done, &mut free);
     }
 
     /// Feeds the meter and trace and delivers one completion already
@@ -927,7 +1052,10 @@ impl Shard {
     /// and reported here when `GUARDED`; otherwise it unwinds to the
     /// caller, which must catch it (see
     /// [`deliver_completions`](Self::deliver_completions)).
+    /// Unguarded, a lean op's table entry is recorded in `free`, which the
+    /// caller flushes.
     #[inline]
+    #[allow(clippy::too_many_arguments)]
     fn deliver_counted<const GUARDED: bool>(
         &self,
         sh: &Shared,
@@ -936,12 +1064,15 @@ impl Shard {
         resources: Resources,
         latency_ns: u64,
         done: &mut u64,
+        free: &mut FreeBatch,
     ) {
         let ok = result >= 0;
         let bytes = completed_bytes(&token, result);
         self.meter.on_complete(latency_ns, bytes, !ok);
-        if token.info().traced {
-            sh.trace_io(self.idx, &token.ctl, latency_ns, result);
+        if let Some(ctl) = token.ctl_ref() {
+            if ctl.info.traced {
+                sh.trace_io(self.idx, ctl, latency_ns, result);
+            }
         }
         let res = if ok {
             Ok(result as u32)
@@ -952,7 +1083,7 @@ impl Shard {
             self.finish(sh, token, res, resources, done);
         } else {
             self.count_finish(&token, done);
-            token.finish_unguarded(res, resources);
+            token.finish_unguarded(&self.cb_table, free, res, resources);
         }
     }
 
@@ -978,7 +1109,7 @@ impl Shard {
         done: &mut u64,
     ) {
         self.count_finish(&target, done);
-        if let Finish::Panicked(msg) = target.finish(result, resources) {
+        if let Finish::Panicked(msg) = target.finish(&self.cb_table, result, resources) {
             self.panics.fetch_add(1, Relaxed);
             sh.report_panic(self.idx, &msg);
         }
@@ -996,8 +1127,7 @@ impl Shard {
         if target.info().fixed_file {
             self.fixed_files.fetch_sub(1, Relaxed);
         }
-        let is_future = target.deliver == crate::op_state::Deliver::Future;
-        if is_future {
+        if target.is_future() {
             self.add_delivered(1);
         } else {
             *done += 1;
@@ -1224,13 +1354,46 @@ impl BatchGuard<'_> {
         self.accepted
     }
 
+    /// [`accept`](Self::accept) for a plain callback op without a timeout,
+    /// as [`Shard::submit_lean`] takes it: straight to the ring with its
+    /// callback in the callback table when the backlog is empty and the
+    /// limit allows (and an entry is free); otherwise `make_ctl` builds its
+    /// control block target and it is accepted as any other op.
+    #[inline(always)]
+    pub(crate) fn accept_lean<M, C>(&mut self, op: &mut Op, make_cb: M, make_ctl: C)
+    where
+        M: FnOnce() -> Callback,
+        C: FnOnce(Callback) -> Target,
+    {
+        let shard = self.shard;
+        let core = &mut **self.core;
+        if !(core.backlog.is_empty() && shard.busy(core) < self.limit) {
+            let op = std::mem::replace(op, Op::Nop);
+            return self.accept(op, make_ctl(make_cb()), None);
+        }
+        let target = match shard.cb_table.store(&mut core.cb_alloc, op.kind(), make_cb) {
+            Ok(l) => Target::lean(l),
+            Err(make_cb) => {
+                let op = std::mem::replace(op, Op::Nop);
+                return self.accept(op, make_ctl(make_cb()), None);
+            }
+        };
+        self.accepted += 1;
+        if let Err(p) = shard.push_one(self.sh, core, op, target) {
+            match *p {
+                PushErr::Full(w) => core.backlog.push_back(w),
+                PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),
+            }
+        }
+    }
+
     /// Accepts one op exactly as [`Shard::submit`] does: pushed while the
     /// backlog is empty and the in-flight limit allows, otherwise appended
     /// to the FIFO backlog. A push the ring refuses for good (not expected:
     /// the caller checks first) completes the op with the error, so it
     /// still gets its one completion.
     #[inline(always)]
-    pub(crate) fn accept(&mut self, op: Op, target: Target, timeout: Option<Duration>) {
+    pub(crate) fn accept(&mut self, mut op: Op, target: Target, timeout: Option<Duration>) {
         let info = target.info();
         self.fixed_bufs += u64::from(info.fixed_buf);
         self.fixed_files += u64::from(info.fixed_file);
@@ -1238,7 +1401,7 @@ impl BatchGuard<'_> {
         let shard = self.shard;
         let core = &mut **self.core;
         if timeout.is_none() && core.backlog.is_empty() && shard.busy(core) < self.limit {
-            if let Err(p) = shard.push_one(self.sh, core, op, target) {
+            if let Err(p) = shard.push_one(self.sh, core, &mut op, target) {
                 match *p {
                     PushErr::Full(w) => core.backlog.push_back(w),
                     PushErr::Failed(w, e) => w.into_failed(e, &mut self.failed),

@@ -273,6 +273,26 @@ impl<T> AnyRing<T> {
         delegate!(self, r => r.submit(op, token))
     }
 
+    /// See [`Ring::submit_in_place`]. The blocking backend takes the op
+    /// out whole (and puts it back when refused).
+    #[inline(always)]
+    pub fn submit_in_place(
+        &mut self,
+        op: &mut Op,
+        token: T,
+    ) -> Result<SlotId, (crate::SubmitErrorKind, T)> {
+        match self {
+            AnyRing::Uring(r) => r.submit_in_place(op, token),
+            AnyRing::Blocking(b) => match b.submit(std::mem::replace(op, Op::Nop), token) {
+                Ok(id) => Ok(id),
+                Err(e) => {
+                    *op = e.op;
+                    Err((e.kind, e.token))
+                }
+            },
+        }
+    }
+
     /// See [`Ring::submit_linked`].
     pub fn submit_linked(
         &mut self,

@@ -346,6 +346,78 @@ impl Op {
         }
     }
 
+    /// [`into_sqe`](Self::into_sqe) for an op left where its caller put
+    /// it: the hot ops (NOP, (fixed) read and write) are read field by
+    /// field and their buffer moved out, and `Op::Nop` is left in their
+    /// place. A whole `Op` copied out with wide loads right after the
+    /// caller's narrow stores (its tag byte, its `Fd`) was a
+    /// store-forwarding stall per op. Other ops are moved out whole.
+    ///
+    /// Call [`validate`](Self::validate) first.
+    #[inline(always)]
+    pub(crate) fn take_sqe(&mut self) -> (squeue::Entry, Held) {
+        let (sqe, buf, read) = match self {
+            Op::Nop => {
+                return (
+                    sqe_words(opcode::Nop::CODE, Fd::Raw(-1), 0, 0, 0, 0),
+                    Held::None,
+                )
+            }
+            Op::Read { fd, buf, offset } => {
+                let ptr = buf.stable_mut_ptr() as u64;
+                let len = buf.bytes_total() as u32;
+                let sqe = sqe_words(opcode::Read::CODE, *fd, *offset, ptr, len, 0);
+                (sqe, buf, true)
+            }
+            Op::Write { fd, buf, offset } => {
+                let ptr = buf.stable_ptr() as u64;
+                let len = buf.bytes_init() as u32;
+                let sqe = sqe_words(opcode::Write::CODE, *fd, *offset, ptr, len, 0);
+                (sqe, buf, false)
+            }
+            Op::ReadFixed {
+                fd,
+                buf,
+                buf_index,
+                offset,
+            } => {
+                let ptr = buf.stable_mut_ptr() as u64;
+                let len = buf.bytes_total() as u32;
+                let code = opcode::ReadFixed::CODE;
+                let sqe = sqe_words(code, *fd, *offset, ptr, len, *buf_index);
+                (sqe, buf, true)
+            }
+            Op::WriteFixed {
+                fd,
+                buf,
+                buf_index,
+                offset,
+            } => {
+                let ptr = buf.stable_ptr() as u64;
+                let len = buf.bytes_init() as u32;
+                let code = opcode::WriteFixed::CODE;
+                let sqe = sqe_words(code, *fd, *offset, ptr, len, *buf_index);
+                (sqe, buf, false)
+            }
+            _ => return std::mem::replace(self, Op::Nop).into_sqe(),
+        };
+        // SAFETY: the buffer is moved out of the op here, and the op is
+        // overwritten with `Op::Nop` right after without being dropped, so
+        // the buffer has exactly one owner again (nothing between the two
+        // writes can panic; the buffer's own methods ran above).
+        let buf = unsafe { std::ptr::read(buf) };
+        // SAFETY: `self` is a valid, exclusive place; its only owned field
+        // (the buffer) was moved out just above, so nothing is leaked or
+        // dropped twice by not dropping the old value.
+        unsafe { std::ptr::write(self, Op::Nop) };
+        let held = if read {
+            Held::Read(buf)
+        } else {
+            Held::Write(buf)
+        };
+        (sqe, held)
+    }
+
     /// Builds the SQE (without `user_data`/flags) and moves what the kernel
     /// will touch into a [`Held`] that the slot keeps until the CQE.
     ///
@@ -367,7 +439,10 @@ impl Op {
             };
         }
         match self {
-            Op::Nop => (opcode::Nop::new().build(), Held::None),
+            Op::Nop => (
+                sqe_words(opcode::Nop::CODE, Fd::Raw(-1), 0, 0, 0, 0),
+                Held::None,
+            ),
             Op::Read {
                 fd,
                 mut buf,
@@ -375,17 +450,13 @@ impl Op {
             } => {
                 let ptr = buf.stable_mut_ptr();
                 let len = buf.bytes_total() as u32;
-                let sqe = with_fd!(fd, |f| opcode::Read::new(f, ptr, len)
-                    .offset(offset)
-                    .build());
+                let sqe = sqe_words(opcode::Read::CODE, fd, offset, ptr as u64, len, 0);
                 (sqe, Held::Read(buf))
             }
             Op::Write { fd, buf, offset } => {
                 let ptr = buf.stable_ptr();
                 let len = buf.bytes_init() as u32;
-                let sqe = with_fd!(fd, |f| opcode::Write::new(f, ptr, len)
-                    .offset(offset)
-                    .build());
+                let sqe = sqe_words(opcode::Write::CODE, fd, offset, ptr as u64, len, 0);
                 (sqe, Held::Write(buf))
             }
             Op::Readv {
@@ -488,9 +559,14 @@ impl Op {
             } => {
                 let ptr = buf.stable_mut_ptr();
                 let len = buf.bytes_total() as u32;
-                let sqe = with_fd!(fd, |f| opcode::ReadFixed::new(f, ptr, len, buf_index)
-                    .offset(offset)
-                    .build());
+                let sqe = sqe_words(
+                    opcode::ReadFixed::CODE,
+                    fd,
+                    offset,
+                    ptr as u64,
+                    len,
+                    buf_index,
+                );
                 (sqe, Held::Read(buf))
             }
             Op::WriteFixed {
@@ -501,13 +577,47 @@ impl Op {
             } => {
                 let ptr = buf.stable_ptr();
                 let len = buf.bytes_init() as u32;
-                let sqe = with_fd!(fd, |f| opcode::WriteFixed::new(f, ptr, len, buf_index)
-                    .offset(offset)
-                    .build());
+                let sqe = sqe_words(
+                    opcode::WriteFixed::CODE,
+                    fd,
+                    offset,
+                    ptr as u64,
+                    len,
+                    buf_index,
+                );
                 (sqe, Held::Write(buf))
             }
         }
     }
+}
+
+/// The SQE of a NOP or a (fixed) read/write, assembled as eight whole
+/// 64-bit words in the kernel's `io_uring_sqe` layout (what io-uring's
+/// builders produce for these opcodes: no flags but `IOSQE_FIXED_FILE`, no
+/// ioprio, no rw_flags, no personality; `user_data` is set by the caller).
+///
+/// io-uring's builders fill a zeroed SQE field by field (byte, half-word
+/// and word stores); the SQE was then copied into the SQ with wide loads
+/// right after those narrow stores, a store-forwarding stall per op.
+/// Whole words can stay in registers until they are stored into the SQ.
+/// `sqe_words_match_the_builders` checks the layout against the builders.
+#[inline(always)]
+fn sqe_words(opcode: u8, fd: Fd, off: u64, addr: u64, len: u32, buf_index: u16) -> squeue::Entry {
+    let (fd, flags) = match fd {
+        Fd::Raw(fd) => (fd as u32, 0u8),
+        Fd::Fixed(idx) => (idx, squeue::Flags::FIXED_FILE.bits()),
+    };
+    // Word 0: opcode (u8), flags (u8), ioprio (u16), fd (i32).
+    let w0 = u64::from(opcode) | (u64::from(flags) << 8) | (u64::from(fd) << 32);
+    // Words: 0, off, addr, len | rw_flags << 32, user_data,
+    // buf_index | personality << 16 | file_index << 32, addr3, pad.
+    let words: [u64; 8] = [w0, off, addr, u64::from(len), 0, u64::from(buf_index), 0, 0];
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte
+    // `io_uring_sqe` (the size is checked by `transmute`), made of integers
+    // and unions of integers only, so every bit pattern is a valid value;
+    // both types have 8-byte alignment. The words follow the kernel ABI
+    // layout (see the test named above).
+    unsafe { std::mem::transmute::<[u64; 8], squeue::Entry>(words) }
 }
 
 impl fmt::Debug for Op {
@@ -593,5 +703,132 @@ mod tests {
         let (sqe, held) = op.into_sqe();
         assert_eq!(sqe.get_opcode(), u32::from(opcode::Read::CODE));
         assert!(matches!(held, Held::Read(_)));
+    }
+
+    /// The SQE bytes of a 64-byte entry.
+    fn sqe_bytes(e: &squeue::Entry) -> [u8; 64] {
+        // SAFETY: test-only view of a 64-byte `repr(C)` value of integers.
+        unsafe { std::mem::transmute_copy::<squeue::Entry, [u8; 64]>(e) }
+    }
+
+    /// `sqe_words` (the hot ops' SQEs, built as whole words) produces the
+    /// very bytes io-uring's builders produce, for raw and registered
+    /// files, with a user_data set afterwards as the ring does.
+    #[test]
+    fn sqe_words_match_the_builders() {
+        let (off, addr, len, bi) = (0x1234_5678_9abc_u64, 0xdead_beef_f00d_u64, 4096u32, 7u16);
+        for (fd, raw, fixed) in [(Fd::Raw(5), 5, None), (Fd::Fixed(9), 9, Some(9u32))] {
+            let ours = [
+                sqe_words(opcode::Read::CODE, fd, off, addr, len, 0),
+                sqe_words(opcode::Write::CODE, fd, off, addr, len, 0),
+                sqe_words(opcode::ReadFixed::CODE, fd, off, addr, len, bi),
+                sqe_words(opcode::WriteFixed::CODE, fd, off, addr, len, bi),
+            ];
+            let theirs = match fixed {
+                None => {
+                    let f = types::Fd(raw);
+                    [
+                        opcode::Read::new(f, addr as *mut u8, len)
+                            .offset(off)
+                            .build(),
+                        opcode::Write::new(f, addr as *const u8, len)
+                            .offset(off)
+                            .build(),
+                        opcode::ReadFixed::new(f, addr as *mut u8, len, bi)
+                            .offset(off)
+                            .build(),
+                        opcode::WriteFixed::new(f, addr as *const u8, len, bi)
+                            .offset(off)
+                            .build(),
+                    ]
+                }
+                Some(i) => {
+                    let f = types::Fixed(i);
+                    [
+                        opcode::Read::new(f, addr as *mut u8, len)
+                            .offset(off)
+                            .build(),
+                        opcode::Write::new(f, addr as *const u8, len)
+                            .offset(off)
+                            .build(),
+                        opcode::ReadFixed::new(f, addr as *mut u8, len, bi)
+                            .offset(off)
+                            .build(),
+                        opcode::WriteFixed::new(f, addr as *const u8, len, bi)
+                            .offset(off)
+                            .build(),
+                    ]
+                }
+            };
+            for (i, (a, b)) in ours.into_iter().zip(theirs).enumerate() {
+                let (a, b) = (a.user_data(0x77), b.user_data(0x77));
+                assert_eq!(sqe_bytes(&a), sqe_bytes(&b), "op {i} on {fd:?}");
+            }
+        }
+        let nop = sqe_words(opcode::Nop::CODE, Fd::Raw(-1), 0, 0, 0, 0).user_data(3);
+        let want = opcode::Nop::new().build().user_data(3);
+        assert_eq!(sqe_bytes(&nop), sqe_bytes(&want));
+        // And what `into_sqe` builds for a NOP and a read is exactly that.
+        let (sqe, _) = Op::Nop.into_sqe();
+        assert_eq!(sqe_bytes(&sqe.user_data(3)), sqe_bytes(&want));
+        let mut buf: Vec<u8> = Vec::with_capacity(64);
+        let ptr = buf.as_mut_ptr();
+        let total = buf.capacity() as u32;
+        let (sqe, _) = Op::read(Fd::Raw(3), buf, 4096).into_sqe();
+        let want = opcode::Read::new(types::Fd(3), ptr, total)
+            .offset(4096)
+            .build();
+        assert_eq!(sqe_bytes(&sqe), sqe_bytes(&want));
+    }
+
+    /// `take_sqe` builds the SQE `into_sqe` builds, hands the buffer over
+    /// (as the same `Held`) and leaves `Op::Nop` behind, for every op.
+    #[test]
+    fn take_sqe_matches_into_sqe_and_leaves_a_nop() {
+        let make = |which: u32| -> Op {
+            let b: Vec<u8> = Vec::with_capacity(16);
+            match which {
+                0 => Op::Nop,
+                1 => Op::read(Fd::Raw(3), b, 7),
+                2 => Op::Write {
+                    fd: Fd::Fixed(2),
+                    buf: Box::new(vec![1u8; 9]),
+                    offset: 11,
+                },
+                3 => Op::ReadFixed {
+                    fd: Fd::Raw(4),
+                    buf: Box::new(b),
+                    buf_index: 3,
+                    offset: 5,
+                },
+                4 => Op::WriteFixed {
+                    fd: Fd::Fixed(1),
+                    buf: Box::new(vec![2u8; 4]),
+                    buf_index: 6,
+                    offset: 8,
+                },
+                _ => Op::Fsync {
+                    fd: Fd::Raw(5),
+                    datasync: true,
+                },
+            }
+        };
+        let kind = |h: &Held| std::mem::discriminant(h);
+        for which in 0..6 {
+            let mut op = make(which);
+            let (ours, held) = op.take_sqe();
+            assert!(matches!(op, Op::Nop), "op {which}: a NOP left behind");
+            let (theirs, held2) = make(which).into_sqe();
+            assert_eq!(kind(&held), kind(&held2), "op {which}: same Held");
+            let (mut a, mut b) = (sqe_bytes(&ours), sqe_bytes(&theirs));
+            // The address is the buffer's (a different one in `theirs`).
+            if let Held::Read(buf) | Held::Write(buf) = &held {
+                let addr = u64::from_le_bytes(a[16..24].try_into().unwrap());
+                assert_eq!(addr, buf.stable_ptr() as u64, "op {which}: address");
+                a[16..24].fill(0);
+                b[16..24].fill(0);
+            }
+            assert_eq!(a, b, "op {which}");
+        }
     }
 }

@@ -290,7 +290,7 @@ impl<T> Ring<T> {
     /// Refused (op and token handed back) when no slot is free
     /// ([`SubmitErrorKind::Full`]), the kernel lacks the op
     /// ([`SubmitErrorKind::Unsupported`]) or the op is malformed.
-    #[inline]
+    #[inline(always)]
     pub fn submit(&mut self, op: Op, token: T) -> Result<SlotId, SubmitError<T>> {
         if let Err(kind) = self.check_op(&op).and_then(|()| self.admit(1, 1, 1)) {
             return Err(SubmitError::new(kind, op, token));
@@ -299,6 +299,42 @@ impl<T> Ring<T> {
             Ok(x) => x,
             Err((op, token)) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
         };
+        if self.push_or_unwind(&[sqe], &[id]) {
+            self.note_pushed(&[id.as_u64()]);
+        }
+        self.after_push();
+        Ok(id)
+    }
+
+    /// [`submit`](Self::submit) for an op left where the caller keeps it:
+    /// on success the op is taken out of `op` (which is left `Op::Nop`);
+    /// refused, `op` is untouched and the token comes back with the
+    /// reason. The hot ops (NOP, (fixed) read/write) are read field by
+    /// field from where the caller built them, never copied whole (a
+    /// store-forwarding stall per op; see `Op::take_sqe`).
+    #[inline(always)]
+    pub fn submit_in_place(
+        &mut self,
+        op: &mut Op,
+        token: T,
+    ) -> Result<SlotId, (SubmitErrorKind, T)> {
+        if let Err(kind) = self.check_op(op).and_then(|()| self.admit(1, 1, 1)) {
+            return Err((kind, token));
+        }
+        if self.slots.available() == 0 {
+            return Err((SubmitErrorKind::Full, token));
+        }
+        let (id, f) = self.slots.insert_free_with(|| InFlight {
+            token,
+            held: Held::None,
+            submit_ns: NOT_SUBMITTED,
+            timeout: None,
+            cancel: CancelState::None,
+        });
+        let (sqe, held) = op.take_sqe();
+        // The slot was just filled with `Held::None`: nothing to drop.
+        std::mem::forget(std::mem::replace(&mut f.held, held));
+        let sqe = sqe.user_data(id.as_u64());
         if self.push_or_unwind(&[sqe], &[id]) {
             self.note_pushed(&[id.as_u64()]);
         }
@@ -1033,30 +1069,39 @@ impl<T> Ring<T> {
                 self.internal = self.internal.saturating_sub(1);
                 continue;
             };
-            match self.slots.remove(id) {
-                Some(f) => {
-                    // Never more completions than CQEs seen (`room`).
-                    debug_assert!(n < room);
-                    // A panic in a buffer's `set_init` is caught in there
-                    // (the op completes with EIO): nothing below unwinds.
-                    let (result, resources) = f.held.into_resources(result);
-                    // SAFETY: `n < room`, and `reserve(room)` made room for
-                    // `room` more elements past `base` (`out` does not grow
-                    // or move in this loop): slot `n` of the spare capacity
-                    // is in bounds and unused. Each field is written once;
-                    // the elements count only after `set_len` below, so
-                    // nothing reads or drops one before it is whole.
-                    unsafe {
-                        let dst = (*spare.add(n)).as_mut_ptr();
-                        std::ptr::addr_of_mut!((*dst).token).write(f.token);
-                        std::ptr::addr_of_mut!((*dst).slot).write(id);
-                        std::ptr::addr_of_mut!((*dst).result).write(result);
-                        std::ptr::addr_of_mut!((*dst).latency_ns)
-                            .write(now.saturating_sub(f.submit_ns));
-                        std::ptr::addr_of_mut!((*dst).resources).write(resources);
-                    }
-                    n += 1;
-                }
+            // Never more completions than CQEs seen (`room`).
+            debug_assert!(n < room);
+            // SAFETY: `n < room`, and `reserve(room)` made room for `room`
+            // more elements past `base` (`out` does not grow or move in
+            // this loop): element `n` of the spare capacity is in bounds
+            // and unused. Each of its fields is written once; the elements
+            // count only after `set_len` below, so nothing reads or drops
+            // one before it is whole.
+            let dst = unsafe { (*spare.add(n)).as_mut_ptr() };
+            // SAFETY: the closure moves each part of the slot's value out
+            // once (token and held into the completion, the timeout
+            // dropped; the rest is plain data) and cannot panic: a panic
+            // in a buffer's `set_init` is caught in `into_resources` (the
+            // op completes with EIO). `dst` is valid for writes (above).
+            // The completion is written right from the slot, never
+            // assembled on the stack: each such copy was a
+            // store-forwarding stall per op.
+            let taken = unsafe {
+                self.slots.remove_with(id, |f| {
+                    let held = std::ptr::read(std::ptr::addr_of!((*f).held));
+                    let (result, resources) = held.into_resources(result);
+                    std::ptr::addr_of_mut!((*dst).token)
+                        .write(std::ptr::read(std::ptr::addr_of!((*f).token)));
+                    std::ptr::addr_of_mut!((*dst).slot).write(id);
+                    std::ptr::addr_of_mut!((*dst).result).write(result);
+                    std::ptr::addr_of_mut!((*dst).latency_ns)
+                        .write(now.saturating_sub((*f).submit_ns));
+                    std::ptr::addr_of_mut!((*dst).resources).write(resources);
+                    drop(std::ptr::read(std::ptr::addr_of!((*f).timeout)));
+                })
+            };
+            match taken {
+                Some(()) => n += 1,
                 None => self.stats.stale_cqes += 1,
             }
         }

@@ -189,6 +189,39 @@ impl<E> SlotTable<E> {
         Some(value)
     }
 
+    /// Frees the slot for `id` and lets `take` move the value out of it
+    /// in place, part by part: the value is never copied as a whole (a
+    /// whole-value move out of an `Option` was a store-forwarding stall per
+    /// op on the reap path, the load of the value right after the store of
+    /// `None`'s tag over it). A stale or unknown id returns `None` and
+    /// changes nothing.
+    ///
+    /// # Safety
+    /// `take` must take ownership of the value pointed to: move out (with
+    /// `ptr::read`) or drop in place every part that needs dropping, each
+    /// once, and must not panic (the slot would then still hold the value,
+    /// and drop again what was moved out). After it returns, the slot's
+    /// storage is reused without dropping anything.
+    #[inline(always)]
+    pub(crate) unsafe fn remove_with<R>(
+        &mut self,
+        id: SlotId,
+        take: impl FnOnce(*mut E) -> R,
+    ) -> Option<R> {
+        let entry = self.entries.get_mut(id.index() as usize)?;
+        if entry.generation != id.generation() {
+            return None;
+        }
+        let value: *mut E = entry.value.as_mut()?;
+        let r = take(value);
+        // SAFETY: `take` took ownership of the value (the caller's
+        // contract): the `Some` is overwritten without being dropped.
+        unsafe { std::ptr::write(&mut entry.value, None) };
+        entry.generation = entry.generation.wrapping_add(1) & GEN_MASK;
+        self.free.push(id.index());
+        Some(r)
+    }
+
     /// Ids of all occupied slots (in index order).
     pub(crate) fn live_ids(&self) -> Vec<SlotId> {
         self.entries
@@ -270,6 +303,41 @@ mod tests {
         assert_eq!(t.get(c).map(|d| d.0), Some(3));
         drop(t);
         assert_eq!(drops.get(), 3, "every value dropped exactly once");
+    }
+
+    /// `remove_with` (the ring's reap path) hands the value out in place
+    /// once, frees the slot under a new generation, refuses stale ids, and
+    /// drops nothing itself: the value is dropped exactly once, by the
+    /// taker.
+    #[test]
+    fn remove_with_moves_the_value_out_once() {
+        let drops = std::rc::Rc::new(std::cell::Cell::new(0));
+        struct D(u32, std::rc::Rc<std::cell::Cell<u32>>);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.1.set(self.1.get() + 1);
+            }
+        }
+        let mut t = SlotTable::new(1);
+        let id = t.insert(D(5, drops.clone())).ok().unwrap();
+        // SAFETY: the closure takes the whole value (ptr::read) and does
+        // not panic.
+        let got = unsafe { t.remove_with(id, |p| std::ptr::read(p)) };
+        assert_eq!(got.as_ref().map(|d| d.0), Some(5));
+        assert_eq!(drops.get(), 0, "nothing dropped by the table");
+        drop(got);
+        assert_eq!(drops.get(), 1);
+        assert_eq!(t.len(), 0);
+        // SAFETY: as above (never called: the id is stale).
+        assert!(unsafe { t.remove_with(id, |p| std::ptr::read(p)) }.is_none());
+        let again = t.insert(D(6, drops.clone())).ok().unwrap();
+        assert_eq!(again.index(), id.index());
+        assert_ne!(again, id, "reused under a new generation");
+        // SAFETY: as above (never called: the id is stale).
+        assert!(unsafe { t.remove_with(id, |p| std::ptr::read(p)) }.is_none());
+        assert_eq!(t.get(again).map(|d| d.0), Some(6));
+        drop(t);
+        assert_eq!(drops.get(), 2, "every value dropped exactly once");
     }
 
     #[test]
