@@ -238,6 +238,20 @@ impl GuardModel {
     fn p99(&self, min: u64) -> Option<u64> {
         self.percentile(min, 0.99)
     }
+    /// A tick of the window completed under a third of the median tick.
+    fn has_stall(&self) -> bool {
+        let mut c: Vec<u64> = self.ticks.iter().map(|t| t.count()).collect();
+        c.sort_unstable();
+        c.len() >= 3 && c[0] * 3 < c[c.len() / 2]
+    }
+    /// A stall's tail: P99 over 8 x P50 in a window holding a stall; the
+    /// guard holds instead of cutting (`TAIL_RATIO`).
+    fn stall_tail(&self, min: u64) -> bool {
+        match (self.percentile(min, 0.99), self.percentile(min, 0.5)) {
+            (Some(p99), Some(p50)) => p99 as f64 > 8.0 * p50 as f64 && self.has_stall(),
+            _ => false,
+        }
+    }
     fn percentile(&self, min: u64, q: f64) -> Option<u64> {
         let mut all = HistogramSnapshot::new();
         for t in &self.ticks {
@@ -305,6 +319,7 @@ proptest! {
                     // Queueing moves the body (P95) too; a tail alone is a stall.
                     let queueing = guard.percentile(min, 0.95)
                         .is_some_and(|p| p > (threshold as f64 * body_fraction) as u64);
+                    let stall_tail = guard.stall_tail(min);
                     if s.completions > 0 {
                         prop_assert_eq!(c.guard_p99_ns(), p99, "guard window differs from the model");
                     }
@@ -315,7 +330,7 @@ proptest! {
                     }
                     let responsive = |p: u64| last_cut.is_none_or(|prev| (p as f64) < prev as f64 * 0.9);
                     if let Some(p99) = p99.filter(|_| s.completions > 0) {
-                        if p99 > threshold && queueing && !holding && responsive(p99)
+                        if p99 > threshold && queueing && !holding && responsive(p99) && !stall_tail
                             && before.in_flight_limit > lim.normalized().min_in_flight
                         {
                             prop_assert!(d.in_flight_limit < before.in_flight_limit,
@@ -329,7 +344,7 @@ proptest! {
                         && before.in_flight_limit > lim.normalized().min_in_flight
                     {
                         prop_assert!(d.in_flight_limit < before.in_flight_limit || p99.is_some_and(|p| p <= threshold)
-                            || !queueing || holding || p99.is_some_and(|p| !responsive(p)),
+                            || !queueing || holding || stall_tail || p99.is_some_and(|p| !responsive(p)),
                             "tick median above the threshold without a backoff");
                     }
                     // Only a backoff (the controller's own cut) clears
@@ -337,6 +352,7 @@ proptest! {
                     if c.phase() == AimdPhase::Backoff {
                         prop_assert!(d.in_flight_limit < before.in_flight_limit, "a backoff that did not cut");
                         prop_assert!(violation.is_some_and(responsive), "a cut without a responsive violation");
+                        prop_assert!(!stall_tail, "a cut on a stall's tail");
                         last_cut = violation;
                         guard = GuardModel::default();
                         holding = true;

@@ -65,6 +65,19 @@ impl Guard {
         Some(percentile_of(&self.counts, self.completions, lo, hi, q))
     }
 
+    /// Did the device stall inside the window? Some tick completed less
+    /// than a third of the window's median tick (a stall holds every op in
+    /// flight, so completions collapse for a tick or two and then arrive
+    /// late all at once; queueing keeps them flowing).
+    pub fn has_stall(&self) -> bool {
+        if self.ticks.len() < 3 {
+            return false;
+        }
+        let mut counts: Vec<u64> = self.ticks.iter().map(|t| t.count()).collect();
+        counts.sort_unstable();
+        counts[0] * 3 < counts[counts.len() / 2]
+    }
+
     pub fn clear(&mut self) {
         self.ticks.clear();
         self.counts.clear();

@@ -62,6 +62,15 @@ impl AimdPhase {
 /// caused the last one (a ×0.8 cut of depth-driven latency lowers it ~20 %).
 pub(crate) const CUT_RESPONSE: f64 = 0.9;
 
+/// A guard window that holds a device stall (see `Guard::has_stall`) and
+/// whose P99 is more than this many times its P50 is the stall's tail, not
+/// queueing at this ring's depth: queueing delays the whole distribution,
+/// so its P99/P50 stays small (this machine's virtio disk: 4-5.5 at depth
+/// 64-128 under fio; 10-19 in the windows of its stalls). Cutting the limit
+/// cannot shorten such a tail; the guard holds the limit (no climbing
+/// above it for `cap_ms`) instead.
+pub(crate) const TAIL_RATIO: f64 = 8.0;
+
 /// Weight of a new window in the measured noise (slower than `smoothing`:
 /// the noise level is a property of the device).
 const NOISE_WEIGHT: f64 = 0.05;
@@ -589,6 +598,21 @@ impl Aimd {
             }
             return false;
         };
+        let p50 = self.guard.percentile(min, 0.5).unwrap_or(p99);
+        if p99 as f64 > TAIL_RATIO * p50 as f64 && self.guard.has_stall() {
+            // A stall's tail, not queueing: hold, and climb no higher while
+            // it lasts.
+            self.cap = Some((self.limit, Duration::from_millis(self.cfg.cap_ms)));
+            self.reason = format!(
+                "P99 {} µs > {} µs, but the P50 is {} µs and completions stalled: the \
+                 device's tail, not this ring's queueing; holding at {}",
+                p99 / 1000,
+                threshold / 1000,
+                p50 / 1000,
+                self.limit
+            );
+            return false;
+        }
         if let Some(prev) = self
             .last_cut_p99
             .filter(|&prev| p99 as f64 >= prev as f64 * CUT_RESPONSE)

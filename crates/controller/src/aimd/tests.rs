@@ -848,3 +848,57 @@ fn a_wide_first_step_still_walks_down_to_a_knee_below_the_start() {
     let l = d.c.current().in_flight_limit;
     assert!((8..=10).contains(&l), "limit {l}: {:?}", d.c.state());
 }
+
+#[test]
+fn a_stall_tail_over_the_ceiling_holds_the_limit_but_the_same_tail_without_a_stall_cuts() {
+    // Windows like this machine's virtio disk at depth ~100: P50 1.4 ms,
+    // then a stall: one tick completes almost nothing, the next delivers
+    // the stalled ops at 15 ms. The guard window's P99 (15 ms) is over the
+    // 10 ms ceiling and its P95 over the body bound, but cutting the depth
+    // cannot shorten a stall: the guard holds (and caps the limit).
+    // A knee-16 device with 1 ms service time: settled near 16-20, its
+    // P50 is 1-1.25 ms, over the body bound (ceiling / 10).
+    let dev = |t, l: u32| device(t, l, 16, 1000);
+    let stalled = |t, l: u32| {
+        let mut s = dev(t, l);
+        s.completions /= 20;
+        s.latency = HistogramSnapshot::default();
+        s.latency.record_n(1_000_000, s.completions);
+        s
+    };
+    let late = |t, l: u32| {
+        let mut s = dev(t, l);
+        let n = s.completions / 8;
+        s.latency.record_n(15_000_000, n);
+        s.completions += n;
+        s
+    };
+    for stall in [true, false] {
+        let mut d = Driver::new(no_reprobe(), limits());
+        d.until_settled(2000, dev);
+        d.until(AimdPhase::Steady, 20, dev);
+        for _ in 0..10 {
+            d.step(dev);
+        }
+        assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
+        let before = d.c.current().in_flight_limit;
+        if stall {
+            d.step(stalled);
+        } else {
+            d.step(dev);
+        }
+        d.step(late);
+        if stall {
+            assert_ne!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+            assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
+            assert!(
+                d.c.state().reason.contains("device's tail"),
+                "{:?}",
+                d.c.state()
+            );
+        } else {
+            assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+            assert!(d.c.current().in_flight_limit < before);
+        }
+    }
+}
