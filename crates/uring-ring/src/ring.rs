@@ -116,13 +116,28 @@ impl<T> std::fmt::Debug for Ring<T> {
     }
 }
 
+/// Builds the kernel ring. It asks for `IORING_SETUP_NO_SQARRAY` (Linux
+/// 6.6+: the kernel takes SQE `tail & mask` directly instead of reading
+/// it from the SQ index array, one load and one cache line less per SQE;
+/// the io-uring crate's identity-mapped array gave the same order) and
+/// falls back to a ring with the array when the kernel rejects the flag
+/// (`EINVAL` before 6.6).
 fn build(sq: u32, cq: u32, sqpoll: Option<Duration>) -> io::Result<IoUring> {
-    let mut b = IoUring::builder();
-    b.setup_cqsize(cq);
-    if let Some(idle) = sqpoll {
-        b.setup_sqpoll(u32::try_from(idle.as_millis()).unwrap_or(u32::MAX));
+    let make = |no_sqarray: bool| {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq);
+        if let Some(idle) = sqpoll {
+            b.setup_sqpoll(u32::try_from(idle.as_millis()).unwrap_or(u32::MAX));
+        }
+        if no_sqarray {
+            b.setup_no_sqarray();
+        }
+        b.build(sq)
+    };
+    match make(true) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => make(false),
+        r => r,
     }
-    b.build(sq)
 }
 
 fn is_transient(e: &io::Error) -> bool {
