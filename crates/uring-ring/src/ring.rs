@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use crate::clock::Clock;
 use crate::completion::{Completion, SubmitError, SubmitErrorKind};
 use crate::config::{RingConfig, RingKind};
 use crate::op::{Op, OpKind};
@@ -98,7 +99,8 @@ pub struct Ring<T> {
     /// Completions reaped while submitting (EBUSY handling); handed out first.
     ready: VecDeque<Completion<T>>,
     deferred_cancels: Vec<SlotId>,
-    epoch: Instant,
+    /// The latency clock (TSC where the kernel uses it, see `clock`).
+    clock: Clock,
     waiter: Waiter,
     eventfd: Option<OwnedFd>,
 }
@@ -198,7 +200,7 @@ impl<T> Ring<T> {
             stats: RingStats::default(),
             ready: VecDeque::new(),
             deferred_cancels: Vec::new(),
-            epoch: Instant::now(),
+            clock: Clock::new(),
             waiter,
             eventfd,
         })
@@ -293,8 +295,9 @@ impl<T> Ring<T> {
     }
 
     /// Nanoseconds since the ring was created (the clock latencies use).
+    #[inline]
     pub fn now_ns(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64
+        self.clock.now_ns()
     }
 
     // ----- submission -------------------------------------------------
@@ -1066,7 +1069,7 @@ impl<T> Ring<T> {
             return 0;
         }
         // Read after the CQ tail was loaded: no CQE seen here is younger.
-        let now = self.epoch.elapsed().as_nanos() as u64;
+        let now = self.clock.now_ns();
         // Every completion is written straight into `out`'s spare room
         // (reserved here for all of them), field by field: a `Completion`
         // assembled on the stack and then pushed was copied with wide loads
