@@ -941,14 +941,27 @@ impl Shard {
         }
         // The shard's counters move once per batch, before any callback of
         // the batch runs (a callback that reads `stats()` sees itself).
+        // The meter too: its latency histogram gets one update per run of
+        // equal latencies (every op reaped together shares one reap time,
+        // and a round's ops one hand-off time), not two RMWs per op.
         let (mut bytes, mut errors) = (0u64, 0u64);
+        let mut run_latency = buf[0].latency_ns;
+        let mut run_len = 0u64;
         for c in buf.iter() {
             if c.result < 0 {
                 errors += 1;
             } else if c.token.info().counts_bytes() {
                 bytes += c.result as u64;
             }
+            if c.latency_ns != run_latency {
+                self.meter.on_complete_n(run_latency, run_len, 0, 0);
+                run_latency = c.latency_ns;
+                run_len = 0;
+            }
+            run_len += 1;
         }
+        self.meter
+            .on_complete_n(run_latency, run_len, bytes, errors);
         self.count_completions(buf.len() as u64, bytes, errors);
         let mut done = 0;
         let mut free = FreeBatch::default();
@@ -1047,7 +1060,8 @@ impl Shard {
         self.deliver_counted::<true>(sh, token, result, resources, latency_ns, done, &mut free);
     }
 
-    /// Feeds the meter and trace and delivers one completion already
+    /// Feeds the meter (only when `GUARDED`: the unguarded caller feeds it
+    /// once per batch) and trace and delivers one completion already
     /// counted in the shard's counters. A panicking callback is caught
     /// and reported here when `GUARDED`; otherwise it unwinds to the
     /// caller, which must catch it (see
@@ -1066,9 +1080,13 @@ impl Shard {
         done: &mut u64,
         free: &mut FreeBatch,
     ) {
+        if GUARDED {
+            // (The unguarded caller, `deliver_completions`, fed the meter
+            // for its whole batch.)
+            let bytes = completed_bytes(&token, result);
+            self.meter.on_complete(latency_ns, bytes, result < 0);
+        }
         let ok = result >= 0;
-        let bytes = completed_bytes(&token, result);
-        self.meter.on_complete(latency_ns, bytes, !ok);
         if let Some(ctl) = token.ctl_ref() {
             if ctl.info.traced {
                 sh.trace_io(self.idx, ctl, latency_ns, result);

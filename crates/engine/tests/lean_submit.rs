@@ -211,3 +211,75 @@ fn plain_batches_complete_once_with_a_panic_inside() {
     assert_eq!(e.stats().total.callback_panics, 8);
     assert_eq!(e.pending(), 0);
 }
+
+/// The meter is fed once per run of equal latencies of a delivered batch
+/// (`IoMeter::on_complete_n`): the controller's samples still count every
+/// completion once, with its bytes and errors, in a mix of plain NOPs,
+/// reads and failing reads.
+#[test]
+fn batched_meter_counts_every_completion_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_file(dir.path(), "f", &pattern(8192, 3));
+    let f = std::fs::File::open(&p).unwrap();
+    // Reading a write-only file fails in the kernel (EBADF).
+    let wo = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+    let tp = dir.path().join("trace.jsonl");
+    let e = Engine::builder()
+        .rings(1)
+        .queue_depth(64)
+        .controller(ControllerConfig::Fixed {
+            in_flight: 64,
+            batch: 8,
+        })
+        .reaper(ReaperMode::Never)
+        .tick_interval(std::time::Duration::from_millis(2))
+        .record_trace(&tp)
+        .build()
+        .unwrap();
+    let c = Arc::new(Counts::default());
+    let (rounds, nops, reads, bad) = (25u64, 5u64, 2u64, 1u64);
+    for _ in 0..rounds {
+        for _ in 0..nops {
+            counted_nop(&e, &c);
+        }
+        for i in 0..reads {
+            let c = Arc::clone(&c);
+            e.submit(
+                Request::read(&f, vec![0u8; 1024], i * 1024),
+                move |(r, _buf): (io::Result<usize>, Vec<u8>)| {
+                    assert_eq!(r.unwrap(), 1024);
+                    c.calls.fetch_add(1, SeqCst);
+                },
+            )
+            .unwrap();
+        }
+        for _ in 0..bad {
+            let c = Arc::clone(&c);
+            e.submit(
+                Request::read(&wo, vec![0u8; 512], 0),
+                move |(r, _buf): (io::Result<usize>, Vec<u8>)| {
+                    assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EBADF));
+                    c.calls.fetch_add(1, SeqCst);
+                },
+            )
+            .unwrap();
+        }
+        e.run_until_idle().unwrap();
+    }
+    let total = rounds * (nops + reads + bad);
+    assert_eq!(c.calls.load(SeqCst) as u64, total);
+    // Let a few ticks take the meter's last completions into a sample.
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let st = e.stats();
+    assert_eq!(st.total.completions, total);
+    assert_eq!(st.total.errors, rounds * bad);
+    drop(e);
+    let t = auraio_engine::controller::read_trace(&tp).unwrap();
+    let sum = |g: fn(&auraio_engine::controller::Sample) -> u64| -> u64 {
+        t.ticks.iter().map(|k| g(&k.sample)).sum()
+    };
+    assert_eq!(sum(|s| s.completions), total, "completions in samples");
+    assert_eq!(sum(|s| s.latency.count()), total, "latencies in samples");
+    assert_eq!(sum(|s| s.bytes), rounds * reads * 1024, "bytes in samples");
+    assert_eq!(sum(|s| s.errors), rounds * bad, "errors in samples");
+}

@@ -54,6 +54,7 @@
 
 mod any_ring;
 pub mod blocking;
+mod clock;
 mod completion;
 mod config;
 mod op;
