@@ -386,20 +386,31 @@ impl Aimd {
 
     /// Updates the measured window-to-window noise with a window of
     /// throughput `x` and P99 `p99` (before they enter the EWMAs).
-    fn learn_noise(&mut self, x: f64, p99: f64) {
+    fn learn_noise(&mut self, x: f64, p99: Option<f64>) {
         let lx = (x.max(1e-9) / self.ewma_x.max(1e-9)).ln();
-        let lp = (p99.max(1.0) / self.ewma_p99.max(1.0)).ln();
         self.noise_n = self.noise_n.saturating_add(1);
         let b = (1.0 / f64::from(self.noise_n)).max(NOISE_WEIGHT);
         self.noise_lx = b * lx * lx + (1.0 - b) * self.noise_lx;
-        self.noise_lp = b * lp * lp + (1.0 - b) * self.noise_lp;
+        if let Some(p99) = p99 {
+            let lp = (p99.max(1.0) / self.ewma_p99.max(1.0)).ln();
+            self.noise_lp = b * lp * lp + (1.0 - b) * self.noise_lp;
+        }
     }
 
     /// STEADY / CONVERGED / SETTLING bookkeeping on a judged window.
     fn watch(&mut self, w: &Sample) {
         let x = w.iops();
-        // The guard window's P99: robust to a single stalled tick.
+        // The guard window's P99: robust to a single stalled tick. While
+        // that window holds a device stall (see `Guard::has_stall`), its P99
+        // is the stall's tail, which says nothing about the device's steady
+        // latency: the P99 side of the watch keeps its last value then.
+        let stalled = self.guard.has_stall();
         let p99 = self.guard_p99.unwrap_or_else(|| w.latency.p99_ns()) as f64;
+        let p99 = if stalled && self.ewma_p99 > 0.0 {
+            self.ewma_p99
+        } else {
+            p99
+        };
         self.windows_in_phase += 1;
         if self.phase == AimdPhase::Settling && self.windows_in_phase == 1 {
             return; // the first window after a change is a transient
@@ -412,7 +423,7 @@ impl Aimd {
             if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
                 // Not while settling: the guard's P99 still spans ticks at
                 // the previous limits then, a drift rather than noise.
-                self.learn_noise(x, p99);
+                self.learn_noise(x, (!stalled).then_some(p99));
             }
             self.ewma_x = a * x + (1.0 - a) * self.ewma_x;
             self.ewma_p99 = a * p99 + (1.0 - a) * self.ewma_p99;

@@ -902,3 +902,50 @@ fn a_stall_tail_over_the_ceiling_holds_the_limit_but_the_same_tail_without_a_sta
         }
     }
 }
+
+#[test]
+fn a_device_stall_in_steady_is_not_a_material_p99_change() {
+    // On the real disk a stall (one tick completing almost nothing, then
+    // the stalled ops late) lifted the guard window's P99 2-3x for 100 ms,
+    // and the watch re-probed 0.1-0.5 s after every settle (20-pair trials
+    // with legs at lower levels). The same stall now leaves the watch
+    // alone; `converged_reprobes_when_p99_moves` keeps a sustained rise a
+    // material change.
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until_settled(2000, knee64);
+    d.until(AimdPhase::Steady, 20, knee64);
+    for _ in 0..30 {
+        d.step(knee64);
+    }
+    let l = d.c.current().in_flight_limit;
+    let stalled = |t, l: u32| {
+        let mut s = knee64(t, l);
+        s.completions /= 20;
+        s.latency = HistogramSnapshot::default();
+        s.latency.record_n(100_000, s.completions);
+        s
+    };
+    let late = |t, l: u32| {
+        let mut s = knee64(t, l);
+        let n = s.completions / 5;
+        s.latency.record_n(900_000, n);
+        s.completions += n;
+        s
+    };
+    d.step(stalled);
+    d.step(late);
+    assert!(
+        d.c.guard_p99_ns().unwrap_or(0) > 300_000,
+        "the stall shows in the guard window"
+    );
+    for i in 0..40 {
+        d.step(knee64);
+        assert_eq!(
+            d.c.phase(),
+            AimdPhase::Steady,
+            "tick {i} after the stall: {:?}",
+            d.c.state()
+        );
+    }
+    assert_eq!(d.c.current().in_flight_limit, l);
+}
