@@ -392,18 +392,7 @@ impl Shard {
             };
             return self.submit_locked(sh, core, work);
         }
-        if let Err(p) = self.push_one(sh, &mut core, &mut op, target) {
-            match *p {
-                PushErr::Full(w) => core.backlog.push_back(w),
-                PushErr::Failed(w, e) => return Err(Box::new((w, e))),
-            }
-        }
-        self.keep_busy(sh, &mut core);
-        // Accepted (only written under this lock: no atomic RMW).
-        self.accepted
-            .store(self.accepted.load(Relaxed) + 1, Relaxed);
-        self.mirror(&core);
-        Ok(())
+        self.push_accepted(sh, &mut core, &mut op, target)
     }
 
     /// [`submit_one`](Self::submit_one) for a plain callback op (see
@@ -444,17 +433,33 @@ impl Shard {
             Ok(l) => Target::lean(l),
             Err(make_cb) => make_ctl(make_cb()),
         };
-        if let Err(p) = self.push_one(sh, &mut core, op, target) {
+        self.push_accepted(sh, &mut core, op, target)
+    }
+
+    /// The common end of [`submit_one`](Self::submit_one) and
+    /// [`submit_lean`](Self::submit_lean) once the op may go straight to
+    /// the ring: push it (into the backlog when the SQ is full), keep the
+    /// ring busy, count it accepted.
+    #[allow(clippy::result_large_err)]
+    #[inline(always)]
+    fn push_accepted(
+        &self,
+        sh: &Shared,
+        core: &mut MutexGuard<'_, Core>,
+        op: &mut Op,
+        target: Target,
+    ) -> Result<(), Refused> {
+        if let Err(p) = self.push_one(sh, core, op, target) {
             match *p {
                 PushErr::Full(w) => core.backlog.push_back(w),
                 PushErr::Failed(w, e) => return Err(Box::new((w, e))),
             }
         }
-        self.keep_busy(sh, &mut core);
+        self.keep_busy(sh, core);
         // Accepted (only written under this lock: no atomic RMW).
         self.accepted
             .store(self.accepted.load(Relaxed) + 1, Relaxed);
-        self.mirror(&core);
+        self.mirror(core);
         Ok(())
     }
 
