@@ -528,8 +528,7 @@ impl Aimd {
                 match next {
                     AimdPhase::Probing => {
                         let why = format!("settled at {}", self.limit);
-                        self.start_probe(self.cfg.reprobe_step + 1.0, None, false, why.clone());
-                        self.reason = format!("{why}; {}", self.reason);
+                        self.probe_again(why);
                     }
                     AimdPhase::Baseline => {
                         self.enter(next, format!("settled; warming up again at {}", self.limit));
@@ -580,6 +579,13 @@ impl Aimd {
         }
     }
 
+    /// A violation that cutting the limit would not cure: hold the limit,
+    /// and let no probe climb above it for `cap_ms`.
+    fn hold_capped(&mut self, reason: String) {
+        self.cap = Some((self.limit, Duration::from_millis(self.cfg.cap_ms)));
+        self.reason = reason;
+    }
+
     /// The latency guard on a non-empty tick: `true` when it backed off.
     fn guard_tick(&mut self, sample: &Sample) -> bool {
         let threshold = self.latency_threshold_ns();
@@ -611,17 +617,15 @@ impl Aimd {
         };
         let p50 = self.guard.percentile(min, 0.5).unwrap_or(p99);
         if p99 as f64 > TAIL_RATIO * p50 as f64 && self.guard.has_stall() {
-            // A stall's tail, not queueing: hold, and climb no higher while
-            // it lasts.
-            self.cap = Some((self.limit, Duration::from_millis(self.cfg.cap_ms)));
-            self.reason = format!(
+            // A stall's tail, not queueing.
+            self.hold_capped(format!(
                 "P99 {} µs > {} µs, but the P50 is {} µs and completions stalled: the \
                  device's tail, not this ring's queueing; holding at {}",
                 p99 / 1000,
                 threshold / 1000,
                 p50 / 1000,
                 self.limit
-            );
+            ));
             return false;
         }
         if let Some(prev) = self
@@ -630,17 +634,15 @@ impl Aimd {
         {
             // The last cut did not bring the latency down: it is not
             // queueing at this ring's depth (a slow device, a starved
-            // CPU). Cutting again would only lose throughput; hold, and
-            // climb no higher while it lasts.
-            self.cap = Some((self.limit, Duration::from_millis(self.cfg.cap_ms)));
-            self.reason = format!(
+            // CPU). Cutting again would only lose throughput.
+            self.hold_capped(format!(
                 "P99 {} µs > {} µs, but it did not fall after the last cut ({} µs): not \
                  this ring's queueing; holding at {}",
                 p99 / 1000,
                 threshold / 1000,
                 prev / 1000,
                 self.limit
-            );
+            ));
             return false;
         }
         let why = if p99 > self.ceiling_ns {

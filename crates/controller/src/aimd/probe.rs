@@ -101,6 +101,13 @@ impl Aimd {
         self.climb(from, step, origin, from, None, eager);
     }
 
+    /// A fresh, non-eager probe from the current limit, first step
+    /// `1 + reprobe_step`, its reason prefixed by `why`.
+    pub(super) fn probe_again(&mut self, why: String) {
+        self.start_probe(self.cfg.reprobe_step + 1.0, None, false, why.clone());
+        self.reason = format!("{why}; {}", self.reason);
+    }
+
     /// A climb trial `(from, from × step)`, or the end of probing when
     /// `from` is already at the top.
     fn climb(
@@ -263,8 +270,7 @@ impl Aimd {
             self.set_limit(lo);
             // Nothing of the void trial is carried into the next one.
             self.probe = None;
-            self.start_probe(self.cfg.reprobe_step + 1.0, None, false, why.clone());
-            self.reason = format!("{why}; {}", self.reason);
+            self.probe_again(why);
             return;
         }
         let how = p.trial.describe();

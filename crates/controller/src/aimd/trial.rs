@@ -29,6 +29,13 @@ const LEVEL_SHIFT_LN: f64 = 0.405;
 /// pair hit by a device stall is not a new device).
 const LEVEL_SHIFT_PAIRS: usize = 2;
 
+/// Do all of `levels` sit more than [`LEVEL_SHIFT_LN`] from `reference`,
+/// on the same side?
+fn all_far_on_one_side(levels: &[f64], reference: f64) -> bool {
+    levels.iter().all(|l| l - reference > LEVEL_SHIFT_LN)
+        || levels.iter().all(|l| reference - l > LEVEL_SHIFT_LN)
+}
+
 /// What a trial concluded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -87,9 +94,8 @@ pub(crate) struct Trial {
     ratios: Vec<f64>,
     /// Sum over pairs of the counting variance 1/c_hi + 1/c_lo.
     counting_var: f64,
-    /// Per-pair levels (ln x_hi + ln x_lo) / 2, for [`Trial::shifted`].
-    levels: Vec<f64>,
-    /// Every finished leg: (at hi?, ln rate).
+    /// Every finished leg: (at hi?, ln rate). Legs `2k` and `2k + 1` make
+    /// pair `k`.
     legs_ln: Vec<(bool, f64)>,
     /// The level the previous trial of the probe measured at a limit this
     /// trial shares with it: (at hi?, ln rate). See [`Trial::carry_level`].
@@ -109,7 +115,6 @@ impl Trial {
             half: None,
             ratios: Vec::new(),
             counting_var: 0.0,
-            levels: Vec::new(),
             legs_ln: Vec::new(),
             carried: None,
         }
@@ -118,16 +123,19 @@ impl Trial {
     /// The mean log rate of the last (up to four) legs at `limit`, if this
     /// trial ran legs there.
     pub fn recent_level(&self, limit: u32) -> Option<f64> {
-        let side = self.side_of(limit)?;
-        let recent: Vec<f64> = self
-            .legs_ln
+        let recent: Vec<f64> = self.last_legs(self.side_of(limit)?, 4).collect();
+        (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64)
+    }
+
+    /// The log rates of the last (up to) `n` legs at `hi` (`side`) or `lo`,
+    /// newest first.
+    fn last_legs(&self, side: bool, n: usize) -> impl Iterator<Item = f64> + '_ {
+        self.legs_ln
             .iter()
             .rev()
-            .filter(|(hi, _)| *hi == side)
-            .take(4)
+            .filter(move |(hi, _)| *hi == side)
+            .take(n)
             .map(|&(_, l)| l)
-            .collect();
-        (!recent.is_empty()).then(|| recent.iter().sum::<f64>() / recent.len() as f64)
     }
 
     /// Remembers that the probe's previous trial measured `ln_rate` at
@@ -241,7 +249,6 @@ impl Trial {
                 };
                 debug_assert_ne!(first_hi, at_hi);
                 self.ratios.push((x_hi / x_lo).ln());
-                self.levels.push((x_hi.ln() + x_lo.ln()) / 2.0);
                 self.counting_var +=
                     1.0 / (first_c as f64 + 0.5) + 1.0 / (leg.completions as f64 + 0.5);
             }
@@ -267,25 +274,22 @@ impl Trial {
         let Some((side, carried)) = self.carried else {
             return false;
         };
-        let recent: Vec<f64> = self
-            .legs_ln
-            .iter()
-            .rev()
-            .filter(|(hi, _)| *hi == side)
-            .take(LEVEL_SHIFT_PAIRS)
-            .map(|&(_, l)| l)
-            .collect();
-        recent.len() == LEVEL_SHIFT_PAIRS
-            && (recent.iter().all(|l| l - carried > LEVEL_SHIFT_LN)
-                || recent.iter().all(|l| carried - l > LEVEL_SHIFT_LN))
+        let recent: Vec<f64> = self.last_legs(side, LEVEL_SHIFT_PAIRS).collect();
+        recent.len() == LEVEL_SHIFT_PAIRS && all_far_on_one_side(&recent, carried)
     }
 
     fn shifted_within(&self) -> bool {
-        let n = self.levels.len();
+        // A pair's level: the mean log rate of its two legs.
+        let levels: Vec<f64> = self
+            .legs_ln
+            .chunks_exact(2)
+            .map(|p| (p[0].1 + p[1].1) / 2.0)
+            .collect();
+        let n = levels.len();
         if n < LEVEL_SHIFT_PAIRS + 2 {
             return false;
         }
-        let (before, recent) = self.levels.split_at(n - LEVEL_SHIFT_PAIRS);
+        let (before, recent) = levels.split_at(n - LEVEL_SHIFT_PAIRS);
         let mut sorted = before.to_vec();
         sorted.sort_by(f64::total_cmp);
         let m = sorted.len();
@@ -294,9 +298,7 @@ impl Trial {
         } else {
             (sorted[m / 2 - 1] + sorted[m / 2]) / 2.0
         };
-        let up = recent.iter().all(|l| l - median > LEVEL_SHIFT_LN);
-        let down = recent.iter().all(|l| median - l > LEVEL_SHIFT_LN);
-        up || down
+        all_far_on_one_side(recent, median)
     }
 
     /// The verdict, once the pairs allow one.
