@@ -159,6 +159,11 @@ pub struct Args {
     #[arg(long, requires = "vs_fio")]
     pub also_fixed: bool,
 
+    /// With --vs-fio: repeat the comparison this many times (auraio and fio
+    /// alternate which runs first) and judge it on the medians as well.
+    #[arg(long, default_value_t = 1, requires = "vs_fio", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub rounds: u32,
+
     /// fio iodepths for --vs-fio, comma separated.
     #[arg(long, default_value = "16,32,64,128", value_parser = parse_depths, value_name = "LIST")]
     pub fio_depths: Depths,
@@ -372,6 +377,10 @@ mod tests {
         );
         assert_eq!(parse(&[]).unwrap().backend.to_string(), "auto");
         assert!(parse(&["--vs-fio", "--also-fixed"]).unwrap().also_fixed);
+        assert_eq!(parse(&[]).unwrap().rounds, 1);
+        assert_eq!(parse(&["--vs-fio", "--rounds", "5"]).unwrap().rounds, 5);
+        assert!(parse(&["--rounds", "5"]).is_err(), "needs --vs-fio");
+        assert!(parse(&["--vs-fio", "--rounds", "0"]).is_err());
         let a = parse(&["--fio-depths", "1, 8,256"]).unwrap();
         assert_eq!(a.fio_depths, Depths(vec![1, 8, 256]));
     }

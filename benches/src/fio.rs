@@ -197,19 +197,22 @@ impl Comparison {
 
 /// Compares auraio's run with fio's runs; `None` when fio gave nothing.
 pub fn compare(auraio: &RunResult, fio: &[FioResult]) -> Option<Comparison> {
-    let (best, b) = fio
+    let points: Vec<(f64, u64)> = fio.iter().map(|f| (f.iops, f.clat.p99)).collect();
+    compare_points((auraio.iops(), auraio.latency.p99), &points)
+}
+
+/// auraio's `(iops, p99)` against fio's `(iops, p99)` per depth: fio's best
+/// is its highest IOPS; `None` when `fio` is empty.
+pub fn compare_points(auraio: (f64, u64), fio: &[(f64, u64)]) -> Option<Comparison> {
+    let (best, &(iops, p99)) = fio
         .iter()
         .enumerate()
-        .max_by(|a, b| a.1.iops.total_cmp(&b.1.iops))?;
+        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))?;
     Some(Comparison {
         best,
-        iops_ratio: if b.iops > 0.0 {
-            auraio.iops() / b.iops
-        } else {
-            0.0
-        },
-        p99_ratio: if b.clat.p99 > 0 {
-            auraio.latency.p99 as f64 / b.clat.p99 as f64
+        iops_ratio: if iops > 0.0 { auraio.0 / iops } else { 0.0 },
+        p99_ratio: if p99 > 0 {
+            auraio.1 as f64 / p99 as f64
         } else {
             0.0
         },

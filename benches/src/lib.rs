@@ -15,5 +15,6 @@ pub mod offsets;
 pub mod paths;
 pub mod plot;
 pub mod prep;
+pub mod rounds;
 pub mod runner;
 pub mod summary;

@@ -12,6 +12,7 @@ use auraio_bench::fio;
 use auraio_bench::paths;
 use auraio_bench::plot;
 use auraio_bench::prep::{self, Prepared};
+use auraio_bench::rounds;
 use auraio_bench::runner;
 use auraio_bench::summary::RunResult;
 use auraio_controller::ControllerConfig;
@@ -207,12 +208,37 @@ fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::
     Ok(())
 }
 
-fn vs_fio(
-    args: &Args,
-    fio_bin: &Path,
-    file: &Path,
-    result: &RunResult,
-) -> anyhow::Result<ExitCode> {
+/// `--vs-fio`: fio at each depth (and with `--also-fixed` auraio pinned
+/// at fio's best depth) after auraio's `first` run; with `--rounds N`,
+/// N such rounds (later ones alternate whether auraio or fio runs first)
+/// and the verdict on the medians.
+fn vs_fio(args: &Args, fio_bin: &Path, file: &Path, first: &RunResult) -> anyhow::Result<ExitCode> {
+    let mut rounds = Vec::new();
+    let runs = fio_runs(args, fio_bin, file)?;
+    finish_round(args, file, first, runs, 1, &mut rounds)?;
+    for r in 2..=args.rounds {
+        let record = paths::output_dir().join(format!("trace-round{r}.jsonl"));
+        // Even rounds run fio first, so drift over the rounds does not
+        // always favour the same side.
+        let (auraio, runs) = if r % 2 == 0 {
+            let runs = fio_runs(args, fio_bin, file)?;
+            (run_engine(args, file, &args.controller, &record)?.0, runs)
+        } else {
+            let auraio = run_engine(args, file, &args.controller, &record)?.0;
+            (auraio, fio_runs(args, fio_bin, file)?)
+        };
+        finish_round(args, file, &auraio, runs, r, &mut rounds)?;
+    }
+    if args.rounds > 1 {
+        if let Some(s) = rounds::summarize(&rounds) {
+            println!("{}", s.render());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// fio at each of `--fio-depths`.
+fn fio_runs(args: &Args, fio_bin: &Path, file: &Path) -> anyhow::Result<Vec<fio::FioResult>> {
     let runtime = args.fio_runtime.unwrap_or(args.runtime);
     let mut runs = Vec::new();
     for &depth in &args.fio_depths.0 {
@@ -234,9 +260,22 @@ fn vs_fio(
         };
         runs.push(fio::run_fio(fio_bin, &fio::fio_args(&job), depth)?);
     }
+    Ok(runs)
+}
+
+/// Ends round `r`: with `--also-fixed` runs auraio pinned at fio's best
+/// depth, prints the round's table, keeps the round.
+fn finish_round(
+    args: &Args,
+    file: &Path,
+    auraio: &RunResult,
+    runs: Vec<fio::FioResult>,
+    r: u32,
+    rounds: &mut Vec<rounds::Round>,
+) -> anyhow::Result<()> {
     let mut extra = Vec::new();
     if args.also_fixed {
-        if let Some(c) = fio::compare(result, &runs) {
+        if let Some(c) = fio::compare(auraio, &runs) {
             // auraio pinned at fio's best depth: separates the engine's own
             // cost from the controller's choice of depth.
             let depth = runs[c.best].iodepth;
@@ -248,6 +287,10 @@ fn vs_fio(
             extra.push(r);
         }
     }
-    println!("{}", fio::render_table(result, &runs, &extra));
-    Ok(ExitCode::SUCCESS)
+    if args.rounds > 1 {
+        println!("round {r} of {}:", args.rounds);
+    }
+    println!("{}", fio::render_table(auraio, &runs, &extra));
+    rounds.push(rounds::Round::new(auraio, runs));
+    Ok(())
 }
