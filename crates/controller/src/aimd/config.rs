@@ -89,8 +89,11 @@ pub struct AimdConfig {
     /// freed capacity). Both thresholds are raised automatically when the
     /// windows hold too few completions for them to be above the noise.
     pub change_rise: f64,
-    /// STEADY/CONVERGED: a material P99 rise (P99 > reference × (1 + this)).
-    pub change_p99: f64,
+    /// STEADY/CONVERGED: a material rise of the body's latency (the guard
+    /// window's P90 > reference × (1 + this)). The tail is the latency
+    /// guard's; `change_p99` is accepted as the old name.
+    #[serde(alias = "change_p99")]
+    pub change_latency: f64,
     /// Windows a material change must persist for (also the number of windows
     /// that make the reference).
     pub change_windows: u32,
@@ -143,7 +146,7 @@ impl Default for AimdConfig {
             app_limited_fraction: 0.75,
             change_throughput: 0.25,
             change_rise: 0.15,
-            change_p99: 1.0,
+            change_latency: 1.0,
             change_windows: 3,
             smoothing: 0.3,
             target_sqes_per_enter: 8,
@@ -245,9 +248,9 @@ const RANGES: &[Range] = &[
         f64::MAX,
     ),
     (
-        "change_p99",
-        |c| c.change_p99,
-        |c| &mut c.change_p99,
+        "change_latency",
+        |c| c.change_latency,
+        |c| &mut c.change_latency,
         0.0,
         f64::MAX,
     ),

@@ -77,15 +77,17 @@ const NOISE_WEIGHT: f64 = 0.05;
 /// The measured noise never raises the material-change threshold of the
 /// throughput above ±50 % (a change that large is material on any device)…
 const MAX_WANDER: f64 = 0.5;
-/// …nor that of the P99 above ×4.
-const MAX_WANDER_P99: f64 = 3.0;
+/// …nor that of the latency above ×4.
+const MAX_WANDER_LAT: f64 = 3.0;
+/// The percentile the steady watch follows as the body's latency.
+const WATCH_PERCENTILE: f64 = 0.90;
 
 /// The steady watch's measurements, saved across a phase change.
 #[derive(Clone, Copy, Debug)]
 struct WatchMemo {
     reference: Option<(f64, f64)>,
     ewma_x: f64,
-    ewma_p99: f64,
+    ewma_lat: f64,
     windows: u32,
 }
 
@@ -135,13 +137,13 @@ pub struct Aimd {
     after_settle: AimdPhase,
     windows_in_phase: u32,
     ewma_x: f64,
-    ewma_p99: f64,
+    ewma_lat: f64,
     /// The device's own window-to-window noise: EWMAs of the squared log
     /// deviation of a window's throughput and P99 from the smoothed values
     /// (never reset: a property of the device, not of a limit).
     noise_lx: f64,
-    noise_lp: f64,
-    /// Windows behind `noise_lx`/`noise_lp` (their first ones average
+    noise_ll: f64,
+    /// Windows behind `noise_lx`/`noise_ll` (their first ones average
     /// evenly, then the EWMA takes over).
     noise_n: u32,
     reference: Option<(f64, f64)>,
@@ -181,9 +183,9 @@ impl Aimd {
             after_settle: AimdPhase::Steady,
             windows_in_phase: 0,
             ewma_x: 0.0,
-            ewma_p99: 0.0,
+            ewma_lat: 0.0,
             noise_lx: 0.0,
-            noise_lp: 0.0,
+            noise_ll: 0.0,
             noise_n: 0,
             reference: None,
             down_count: 0,
@@ -276,7 +278,7 @@ impl Aimd {
             self.down_count = 0;
             self.up_count = 0;
             self.ewma_x = 0.0;
-            self.ewma_p99 = 0.0;
+            self.ewma_lat = 0.0;
         }
     }
 
@@ -291,7 +293,7 @@ impl Aimd {
         WatchMemo {
             reference: self.reference,
             ewma_x: self.ewma_x,
-            ewma_p99: self.ewma_p99,
+            ewma_lat: self.ewma_lat,
             windows: self.windows_in_phase,
         }
     }
@@ -299,7 +301,7 @@ impl Aimd {
     fn restore_watch(&mut self, m: WatchMemo) {
         self.reference = m.reference;
         self.ewma_x = m.ewma_x;
-        self.ewma_p99 = m.ewma_p99;
+        self.ewma_lat = m.ewma_lat;
         self.windows_in_phase = m.windows;
     }
 
@@ -385,31 +387,41 @@ impl Aimd {
     }
 
     /// Updates the measured window-to-window noise with a window of
-    /// throughput `x` and P99 `p99` (before they enter the EWMAs).
-    fn learn_noise(&mut self, x: f64, p99: Option<f64>) {
+    /// throughput `x` and body latency `lat` (before they enter the EWMAs).
+    fn learn_noise(&mut self, x: f64, lat: Option<f64>) {
         let lx = (x.max(1e-9) / self.ewma_x.max(1e-9)).ln();
         self.noise_n = self.noise_n.saturating_add(1);
         let b = (1.0 / f64::from(self.noise_n)).max(NOISE_WEIGHT);
         self.noise_lx = b * lx * lx + (1.0 - b) * self.noise_lx;
-        if let Some(p99) = p99 {
-            let lp = (p99.max(1.0) / self.ewma_p99.max(1.0)).ln();
-            self.noise_lp = b * lp * lp + (1.0 - b) * self.noise_lp;
+        if let Some(lat) = lat {
+            let ll = (lat.max(1.0) / self.ewma_lat.max(1.0)).ln();
+            self.noise_ll = b * ll * ll + (1.0 - b) * self.noise_ll;
         }
     }
 
     /// STEADY / CONVERGED / SETTLING bookkeeping on a judged window.
     fn watch(&mut self, w: &Sample) {
         let x = w.iops();
-        // The guard window's P99: robust to a single stalled tick. While
-        // that window holds a device stall (see `Guard::has_stall`), its P99
-        // is the stall's tail, which says nothing about the device's steady
-        // latency: the P99 side of the watch keeps its last value then.
+        // The body's latency: the guard window's P90. Not its P99: the
+        // trials that a re-probe runs judge throughput only, which follows
+        // the body (Little's law), so a tail that moves alone gives them
+        // nothing to find; and on a device with micro-stalls (this
+        // machine's virtio disk: ≈20 per second of a few ms, each delaying
+        // every read in flight) 1-3 % of the reads are the stalls' tail, so
+        // a window's P99 lands in the body or in that tail by chance, a ×3-5
+        // flip that re-probed 0.1-2 s after settling. Tail protection is the
+        // latency guard's job. While the guard window holds a device stall
+        // (see `Guard::has_stall`) even its P90 may be the stall's: the
+        // latency side of the watch keeps its last value then.
         let stalled = self.guard.has_stall();
-        let p99 = self.guard_p99.unwrap_or_else(|| w.latency.p99_ns()) as f64;
-        let p99 = if stalled && self.ewma_p99 > 0.0 {
-            self.ewma_p99
+        let lat = self
+            .guard
+            .percentile(self.cfg.min_window_completions, WATCH_PERCENTILE)
+            .unwrap_or_else(|| w.latency.percentile_ns(WATCH_PERCENTILE)) as f64;
+        let lat = if stalled && self.ewma_lat > 0.0 {
+            self.ewma_lat
         } else {
-            p99
+            lat
         };
         self.windows_in_phase += 1;
         if self.phase == AimdPhase::Settling && self.windows_in_phase == 1 {
@@ -418,21 +430,21 @@ impl Aimd {
         let a = self.cfg.smoothing;
         if self.ewma_x <= 0.0 {
             self.ewma_x = x;
-            self.ewma_p99 = p99;
+            self.ewma_lat = lat;
         } else {
             if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
                 // Not while settling: the guard's P99 still spans ticks at
                 // the previous limits then, a drift rather than noise.
-                self.learn_noise(x, (!stalled).then_some(p99));
+                self.learn_noise(x, (!stalled).then_some(lat));
             }
             self.ewma_x = a * x + (1.0 - a) * self.ewma_x;
-            self.ewma_p99 = a * p99 + (1.0 - a) * self.ewma_p99;
+            self.ewma_lat = a * lat + (1.0 - a) * self.ewma_lat;
         }
-        let Some((rx, rp)) = self.reference else {
+        let Some((rx, rl)) = self.reference else {
             let need =
                 self.cfg.change_windows.max(1) + u32::from(self.phase == AimdPhase::Settling);
             if self.windows_in_phase >= need {
-                self.reference = Some((self.ewma_x, self.ewma_p99));
+                self.reference = Some((self.ewma_x, self.ewma_lat));
             }
             return;
         };
@@ -450,10 +462,10 @@ impl Aimd {
         let shrink = (2.0 * a / (2.0 - a)).sqrt();
         let counting = 4.0 * shrink / (2.0 * w.completions.max(1) as f64).sqrt();
         let wander_x = (4.0 * shrink * self.noise_lx.sqrt()).min(MAX_WANDER);
-        let wander_p = ((4.0 * shrink * self.noise_lp.sqrt()).exp() - 1.0).min(MAX_WANDER_P99);
+        let wander_l = ((4.0 * shrink * self.noise_ll.sqrt()).exp() - 1.0).min(MAX_WANDER_LAT);
         let noise = counting.max(wander_x);
         let fell = self.ewma_x < rx * (1.0 - self.cfg.change_throughput.max(noise));
-        let slower = self.ewma_p99 > rp * (1.0 + self.cfg.change_p99.max(wander_p));
+        let slower = self.ewma_lat > rl * (1.0 + self.cfg.change_latency.max(wander_l));
         let rose = self.ewma_x > rx * (1.0 + self.cfg.change_rise.max(noise));
         self.down_count = if fell || slower {
             self.down_count + 1
@@ -470,8 +482,8 @@ impl Aimd {
                 )
             } else {
                 format!(
-                    "P99 rose to {:.1}x the steady reference",
-                    self.ewma_p99 / rp.max(1.0)
+                    "latency (P90) rose to {:.1}x the steady reference",
+                    self.ewma_lat / rl.max(1.0)
                 )
             }
         } else if self.up_count >= n {
