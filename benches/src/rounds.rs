@@ -22,6 +22,8 @@ pub struct Round {
     pub auraio_p99: u64,
     /// auraio's final in-flight limit.
     pub auraio_limit: u32,
+    /// Whether the workload was O_DIRECT (the target depends on it).
+    pub direct: bool,
     /// fio's runs, one per depth.
     pub fio: Vec<FioResult>,
 }
@@ -33,6 +35,7 @@ impl Round {
             auraio_iops: auraio.iops(),
             auraio_p99: auraio.latency.p99,
             auraio_limit: auraio.final_limit,
+            direct: auraio.direct,
             fio,
         }
     }
@@ -46,6 +49,7 @@ impl Round {
                 .iter()
                 .map(|f| (f.iops, f.clat.p99))
                 .collect::<Vec<_>>(),
+            self.direct,
         )
     }
 }
@@ -106,7 +110,7 @@ pub fn summarize(rounds: &[Round]) -> Option<RoundsSummary> {
         rounds: rounds.len(),
         auraio,
         auraio_limits: rounds.iter().map(|r| r.auraio_limit).collect(),
-        on_medians: compare_points(auraio, &points),
+        on_medians: compare_points(auraio, &points, first.direct),
         rounds_met: rounds
             .iter()
             .filter(|r| r.comparison().is_some_and(|c| c.meets_target()))
@@ -148,11 +152,9 @@ impl RoundsSummary {
             Some(c) => {
                 let _ = writeln!(
                     o,
-                    "on medians, auraio vs fio's best (iodepth={}, *): IOPS {:.1} % (target >= 97 %), P99 {:.2}x fio's (target <= 1.00x): {}; single rounds met it in {} of {}",
+                    "on medians, auraio vs fio's best (iodepth={}, *): {}; single rounds met it in {} of {}",
                     self.fio[c.best].0,
-                    c.iops_ratio * 100.0,
-                    c.p99_ratio,
-                    if c.meets_target() { "target met" } else { "target NOT met" },
+                    c.verdict(),
                     self.rounds_met,
                     self.rounds
                 );
@@ -187,6 +189,7 @@ mod tests {
             auraio_iops: iops,
             auraio_p99: p99_us * 1000,
             auraio_limit: 80,
+            direct: true,
             fio: vec![fio(64, fio64.0, fio64.1), fio(128, fio128.0, fio128.1)],
         }
     }
