@@ -69,6 +69,84 @@ fn vs_fio_without_fio_says_how_to_install_it() {
     );
 }
 
+/// A stand-in `fio` (a shell script first on `PATH`) that prints one job's
+/// JSON with IOPS = 1000 × iodepth, so iodepth 64 is its best.
+fn fake_fio(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = r#"#!/bin/sh
+d=1
+for a in "$@"; do case "$a" in --iodepth=*) d="${a#--iodepth=}";; esac; done
+echo "fio: a warning line before the JSON"
+cat <<JSON
+{"jobs":[{"read":{"iops":$((d * 1000)),"bw_bytes":$((d * 4096000)),"total_ios":$((d * 1000)),
+ "clat_ns":{"min":1000,"max":9000000,"mean":500000.0,"N":$((d * 1000)),
+  "percentile":{"50.000000":400000,"99.000000":$((d * 50000)),"99.900000":9000000}}}}]}
+JSON
+"#;
+    let path = dir.join("fio");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn vs_fio_rounds_print_each_round_and_the_medians() {
+    let dir = tempfile::tempdir().unwrap();
+    fake_fio(dir.path());
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = bench()
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .args([
+            "--vs-fio",
+            "--rounds",
+            "2",
+            "--fio-depths",
+            "16,64",
+            "--buffered",
+            "--size",
+            "1MiB",
+            "--runtime",
+            "200ms",
+            "--quiet",
+            "--controller",
+            "fixed:4",
+        ])
+        .arg("--file")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("building the engine") {
+        eprintln!("skipping: io_uring unavailable here: {stderr}");
+        return;
+    }
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    assert!(stdout.contains("round 1 of 2:"), "{stdout}");
+    assert!(stdout.contains("round 2 of 2:"), "{stdout}");
+    assert!(stdout.contains("medians over 2 rounds"), "{stdout}");
+    // The fake fio's best depth is 64 at 64k IOPS, in every round.
+    assert!(stdout.contains("fio io_uring iodepth=64 *"), "{stdout}");
+    assert!(stdout.contains("64.0k"), "{stdout}");
+    assert!(
+        stdout.contains("on medians, auraio vs fio's best (iodepth=64, *)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("target >= 90 %"),
+        "buffered target: {stdout}"
+    );
+    assert_eq!(
+        stdout.matches("auraio vs fio's best").count(),
+        3,
+        "{stdout}"
+    );
+}
+
 #[test]
 fn bad_arguments_fail_with_a_message() {
     let out = bench().args(["--bs", "1000"]).output().unwrap();
