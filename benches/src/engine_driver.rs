@@ -293,6 +293,7 @@ impl Driver for EngineDriver {
                     report.timeline = d.timeline;
                     report.limit_series = d.limit_series;
                     report.latency = lat_stats(&d.latency);
+                    report.in_flight_mean = d.in_flight_mean;
                 }
                 Err(e) => report.notes.push(format!(
                     "could not read back the trace {}: {e}",
@@ -353,6 +354,9 @@ pub struct TickDigest {
     pub timeline: Vec<TimelinePoint>,
     /// Completion latency over the whole run (every tick's histogram merged).
     pub latency: HistogramSnapshot,
+    /// Time-averaged ops in flight, summed over rings (`None` without
+    /// ticks).
+    pub in_flight_mean: Option<f64>,
 }
 
 /// Digests the trace's per-ring tick records: ticks of the same moment
@@ -378,9 +382,14 @@ pub fn digest_ticks(
     let mut buckets: BTreeMap<u64, B> = BTreeMap::new();
     let mut latency = HistogramSnapshot::default();
     let mut last_limit: BTreeMap<u32, u32> = BTreeMap::new();
+    // ring -> (Σ in_flight_avg × interval, Σ interval), seconds
+    let mut in_flight: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
     for t in ticks {
         let s = &t.sample;
         latency.merge(&s.latency);
+        let f = in_flight.entry(t.ring).or_default();
+        f.0 += s.in_flight_avg * s.interval.as_secs_f64();
+        f.1 += s.interval.as_secs_f64();
         let e = limits
             .entry(slot(s.now))
             .or_insert((s.now, BTreeMap::new()));
@@ -428,10 +437,17 @@ pub fn digest_ticks(
             p99_ns: b.hist.p99_ns(),
         });
     }
+    let in_flight_mean = (!in_flight.is_empty()).then(|| {
+        in_flight
+            .values()
+            .map(|&(w, t)| if t > 0.0 { w / t } else { 0.0 })
+            .sum()
+    });
     TickDigest {
         limit_series,
         timeline,
         latency,
+        in_flight_mean,
     }
 }
 
@@ -563,9 +579,13 @@ mod tests {
         // Ring 1 ticks a few µs after ring 0, like the engine's tick loop.
         let mut ticks = Vec::new();
         for i in 1..=10u64 {
-            ticks.push(tick(0, 10 * i, 100, 4 + i as u32, 100_000));
+            let mut t = tick(0, 10 * i, 100, 4 + i as u32, 100_000);
+            // Ring 0 keeps 3 in flight for the first half, 5 after.
+            t.sample.in_flight_avg = if i <= 5 { 3.0 } else { 5.0 };
+            ticks.push(t);
             let mut t = tick(1, 10 * i, 50, 2, 1_000_000);
             t.sample.now += Duration::from_micros(30);
+            t.sample.in_flight_avg = 2.0;
             ticks.push(t);
         }
         let d = digest_ticks(&ticks, Duration::from_millis(10), Duration::from_millis(50));
@@ -589,12 +609,16 @@ mod tests {
         let s = lat_stats(&d.latency);
         assert_eq!(s.samples, 1500);
         assert!(s.min <= 103_000 && s.max >= 970_000, "{s:?}");
+        // Time-averaged in flight, summed over rings: 4 + 2.
+        let m = d.in_flight_mean.unwrap();
+        assert!((m - 6.0).abs() < 1e-9, "{m}");
     }
 
     #[test]
     fn no_ticks_no_points() {
         let d = digest_ticks(&[], Duration::from_millis(10), Duration::from_millis(50));
         assert!(d.limit_series.is_empty() && d.timeline.is_empty() && d.latency.is_empty());
+        assert!(d.in_flight_mean.is_none());
     }
 
     #[test]

@@ -257,7 +257,7 @@ pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) 
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "{:<32} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
         "", "IOPS", "MiB/s", "avg", "p50", "p99", "p99.9"
     );
     let cmp = compare(auraio, fio);
@@ -269,7 +269,7 @@ pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) 
         };
         let _ = writeln!(
             o,
-            "{:<32} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
+            "{:<40} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
             format!("fio io_uring iodepth={}{mark}", f.iodepth),
             fmt_count(f.iops),
             f.bw_bytes / (1 << 20) as f64,
@@ -282,8 +282,14 @@ pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) 
     for a in std::iter::once(auraio).chain(extra) {
         let _ = writeln!(
             o,
-            "{:<32} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
-            format!("auraio {} (limit {})", a.controller, a.final_limit),
+            "{:<40} {:>9} {:>9.1} {:>9} {:>9} {:>9} {:>9}",
+            match a.in_flight_mean {
+                Some(m) => format!(
+                    "auraio {} (limit {}, {m:.0} in flight)",
+                    a.controller, a.final_limit
+                ),
+                None => format!("auraio {} (limit {})", a.controller, a.final_limit),
+            },
             fmt_count(a.iops()),
             a.bw_bytes() / (1 << 20) as f64,
             fmt_ns(a.latency.mean.round() as u64),

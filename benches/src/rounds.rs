@@ -128,13 +128,13 @@ impl RoundsSummary {
             "medians over {} rounds (auraio and fio alternating which runs first):",
             self.rounds
         );
-        let _ = writeln!(o, "{:<32} {:>9} {:>9}", "", "IOPS", "p99");
+        let _ = writeln!(o, "{:<40} {:>9} {:>9}", "", "IOPS", "p99");
         let best = self.on_medians.as_ref().map(|c| c.best);
         for (i, &(depth, iops, p99)) in self.fio.iter().enumerate() {
             let mark = if best == Some(i) { " *" } else { "" };
             let _ = writeln!(
                 o,
-                "{:<32} {:>9} {:>9}",
+                "{:<40} {:>9} {:>9}",
                 format!("fio io_uring iodepth={depth}{mark}"),
                 fmt_count(iops),
                 fmt_ns(p99)
@@ -143,7 +143,7 @@ impl RoundsSummary {
         let limits: Vec<String> = self.auraio_limits.iter().map(u32::to_string).collect();
         let _ = writeln!(
             o,
-            "{:<32} {:>9} {:>9}",
+            "{:<40} {:>9} {:>9}",
             format!("auraio (limits {})", limits.join(",")),
             fmt_count(self.auraio.0),
             fmt_ns(self.auraio.1)

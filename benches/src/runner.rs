@@ -88,6 +88,7 @@ pub fn run(
     result.app_latency = report.app_latency;
     result.final_limit = report.final_limit;
     result.final_batch = report.final_batch;
+    result.in_flight_mean = report.in_flight_mean;
     result.ring_lines = report.ring_lines;
     result.timeline = if report.timeline.is_empty() {
         timeline

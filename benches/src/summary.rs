@@ -103,6 +103,9 @@ pub struct RunResult {
     pub final_limit: u32,
     /// Final batch threshold (of ring 0).
     pub final_batch: u32,
+    /// Time-averaged ops in flight (sum over rings), from the trace: what
+    /// the limit actually kept busy, comparable with fio's iodepth.
+    pub in_flight_mean: Option<f64>,
     /// Time to converge (see [`crate::converge`]).
     pub converge: Option<Duration>,
     /// Per-ring lines.
@@ -135,6 +138,8 @@ pub struct JsonSummary {
     pub final_in_flight_limit: u32,
     /// Final batch threshold.
     pub final_batch: u32,
+    /// Time-averaged ops in flight (sum over rings; null without a trace).
+    pub in_flight_mean: Option<f64>,
     /// Time to converge, ms (null when unknown).
     pub converge_ms: Option<u64>,
     /// Controller spec.
@@ -176,6 +181,7 @@ impl RunResult {
             app_lat_ns: self.app_latency.clone(),
             final_in_flight_limit: self.final_limit,
             final_batch: self.final_batch,
+            in_flight_mean: self.in_flight_mean,
             converge_ms: self.converge.map(|d| d.as_millis() as u64),
             controller: self.controller.clone(),
             rw: self.rw,
@@ -240,9 +246,13 @@ impl RunResult {
             Some(d) => format!("{:.2} s", d.as_secs_f64()),
             None => "n/a".into(),
         };
+        let mean = match self.in_flight_mean {
+            Some(m) => format!(", mean in flight={m:.1}"),
+            None => String::new(),
+        };
         let _ = writeln!(
             o,
-            "  controller: final in-flight limit={}, batch={}, time to converge={} (held limit within ±10% of its final value from then on; trial legs < 100 ms not counted)",
+            "  controller: final in-flight limit={}, batch={}{mean}, time to converge={} (held limit within ±10% of its final value from then on; trial legs < 100 ms not counted)",
             self.final_limit, self.final_batch, conv
         );
         for r in &self.ring_lines {
@@ -340,6 +350,7 @@ mod tests {
             app_latency: None,
             final_limit: 64,
             final_batch: 8,
+            in_flight_mean: Some(52.4),
             converge: Some(Duration::from_millis(1234)),
             ring_lines: vec![RingLine {
                 ring: 0,
@@ -391,6 +402,7 @@ mod tests {
         assert_eq!(v["lat_ns"]["p99"], 1_020_000);
         assert_eq!(v["final_in_flight_limit"], 64);
         assert_eq!(v["converge_ms"], 1234);
+        assert_eq!(v["in_flight_mean"].as_f64(), Some(52.4));
         assert_eq!(v["controller"], "aimd");
         assert_eq!(v["rw"], "randread");
         assert_eq!(v["timeline"][0]["t_ms"].as_f64(), Some(250.0));
@@ -406,6 +418,7 @@ mod tests {
         assert!(t.contains("read: IOPS=100.0k"), "{t}");
         assert!(t.contains("BW=390.6MiB/s"), "{t}");
         assert!(t.contains("p99=1.02ms"), "{t}");
+        assert!(t.contains("batch=8, mean in flight=52.4,"), "{t}");
         assert!(t.contains("p99.9=2.10ms"), "{t}");
         assert!(t.contains("min=40.0µs"), "{t}");
         assert!(t.contains("errors=3"), "{t}");
