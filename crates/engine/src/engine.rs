@@ -914,7 +914,16 @@ impl Engine {
             && !info.fixed_file
             && !sh.has_faults();
         let submitted = if lean {
-            shard.submit_lean(sh, &mut op, make_cb, make_ctl)
+            let r = shard.submit_lean(sh, &mut op, make_cb, make_ctl);
+            // The op was taken out of `op` (accepted or refused, `Op::Nop`
+            // is left in its place: it owns nothing). Said here so no drop
+            // glue is called per op.
+            if matches!(op, auraio_ring::Op::Nop) {
+                std::mem::forget(op);
+            } else {
+                drop(op);
+            }
+            r
         } else {
             let target = make_ctl(make_cb());
             match timeout {

@@ -333,6 +333,7 @@ impl Shard {
 
     /// Ops occupying the in-flight budget: in the ring, or held back by
     /// fault injection (as a slow device would keep them).
+    #[inline(always)]
     fn busy(&self, core: &Core) -> u32 {
         core.ring.in_flight() + self.held_len.load(Relaxed)
     }
@@ -353,10 +354,23 @@ impl Shard {
         }
     }
 
+    /// Publishes the in-flight count and the backlog length (under the
+    /// ring lock). The backlog gauges (`backlog_len` and the meter's) are
+    /// written only here, always together, so they are stored only when
+    /// the length changed: on the submit path the backlog is empty before
+    /// and after, and a load is all it costs (no store per op).
+    #[inline(always)]
     fn mirror(&self, core: &Core) {
         let inf = core.ring.in_flight();
         self.in_flight.store(inf, Relaxed);
         let bl = core.backlog.len() as u32;
+        if self.backlog_len.load(Relaxed) != bl {
+            self.mirror_backlog(bl);
+        }
+    }
+
+    #[cold]
+    fn mirror_backlog(&self, bl: u32) {
         self.backlog_len.store(bl, Relaxed);
         self.meter.set_backlog(bl);
     }
@@ -785,6 +799,7 @@ impl Shard {
         }
     }
 
+    #[inline(always)]
     fn after_submit(&self, in_flight: u32) {
         self.meter.on_submit(in_flight);
         if in_flight > self.peak.load(Relaxed) {
@@ -1249,7 +1264,8 @@ impl Shard {
                 d_sqes,
             )
         };
-        self.meter.set_backlog(backlog);
+        // The meter's backlog gauge is current: `mirror` sets it (under the
+        // ring lock) whenever the backlog's length changes.
         let mut sample = self.meter.take_sample(now, in_flight);
         sample.enter_calls = d_submits;
         sample.sqes_submitted = d_sqes;
@@ -1497,5 +1513,46 @@ fn completed_bytes(token: &Target, result: i32) -> u64 {
         result as u64
     } else {
         0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    /// The backlog gauges (`backlog_len` and the meter's, which the
+    /// controller's samples report) follow the backlog as it grows and
+    /// drains, though `mirror` stores them only when the length changes.
+    #[test]
+    fn backlog_gauges_follow_the_backlog() {
+        let Ok(e) = crate::Engine::builder()
+            .rings(1)
+            .queue_depth(8)
+            .controller(auraio_controller::ControllerConfig::Fixed {
+                in_flight: 1,
+                batch: 1,
+            })
+            .reaper(crate::ReaperMode::Never)
+            .build()
+        else {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        };
+        let shard = &e.sh().rings[0];
+        for _ in 0..4 {
+            e.submit(crate::Request::nop(), |r: std::io::Result<()>| r.unwrap())
+                .unwrap();
+        }
+        assert_eq!(shard.backlog_len.load(Relaxed), 3);
+        let s = shard.meter.take_sample(Duration::from_secs(1), 1);
+        assert_eq!(s.backlog, 3, "the sample sees the backlog");
+        e.run_until_idle().unwrap();
+        assert_eq!(shard.backlog_len.load(Relaxed), 0);
+        // The first sample after draining still reports the interval's
+        // peak; the next one the empty backlog.
+        let _ = shard.meter.take_sample(Duration::from_secs(2), 0);
+        let s = shard.meter.take_sample(Duration::from_secs(3), 0);
+        assert_eq!(s.backlog, 0, "the gauge went back to 0");
     }
 }
