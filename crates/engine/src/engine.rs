@@ -1567,7 +1567,7 @@ impl Engine {
 
     /// Locks every ring (in index order) for an operation that must apply
     /// to all of them or none.
-    fn lock_all(&self) -> io::Result<Vec<MutexGuard<'_, crate::shard::Core>>> {
+    fn lock_all(&self) -> io::Result<Vec<crate::ring_lock::RingGuard<'_, crate::shard::Core>>> {
         let guards: Vec<_> = self.sh().rings.iter().map(|s| s.lock()).collect();
         if guards.iter().any(|g| g.closed) {
             return Err(shutdown_error());

@@ -24,6 +24,7 @@ use crate::error::canceled;
 use crate::lean::{CbAlloc, CbTable, FreeBatch};
 use crate::op_state::{panic_message, Finish, OpCtl, Owned, Phase, Target};
 use crate::request::{clone_error, op_into_resources};
+use crate::ring_lock::{RingGuard, RingLock};
 
 /// Work accepted by the engine, not yet handed to the ring.
 pub(crate) enum Work {
@@ -177,7 +178,7 @@ const STATS_WINDOW: Duration = Duration::from_secs(1);
 
 pub(crate) struct Shard {
     pub(crate) idx: u32,
-    core: Mutex<Core>,
+    core: RingLock<Core>,
     pub(crate) waiter: Waiter,
     pub(crate) eventfd: Option<RawFd>,
     pub(crate) kind: RingKind,
@@ -274,7 +275,7 @@ impl Shard {
         let (cb_table, cb_alloc) = CbTable::new(capacity);
         Ok(Shard {
             idx,
-            core: Mutex::new(Core {
+            core: RingLock::new(Core {
                 ring,
                 backlog: VecDeque::new(),
                 closed: false,
@@ -318,8 +319,8 @@ impl Shard {
     }
 
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
-        lock(&self.core)
+    pub(crate) fn lock(&self) -> RingGuard<'_, Core> {
+        self.core.lock()
     }
 
     /// Decides whether the next op on this ring gets a per-I/O trace record.
@@ -459,7 +460,7 @@ impl Shard {
     fn push_accepted(
         &self,
         sh: &Shared,
-        core: &mut MutexGuard<'_, Core>,
+        core: &mut RingGuard<'_, Core>,
         op: &mut Op,
         target: Target,
     ) -> Result<(), Refused> {
@@ -591,7 +592,7 @@ impl Shard {
     fn submit_locked(
         &self,
         sh: &Shared,
-        mut core: MutexGuard<'_, Core>,
+        mut core: RingGuard<'_, Core>,
         work: Work,
     ) -> Result<(), Refused> {
         let mut failed = Vec::new();
@@ -1372,7 +1373,7 @@ pub(crate) struct BatchGuard<'a> {
     shard: &'a Shard,
     sh: &'a Shared,
     /// Released in `Drop`, before the failed ops are delivered.
-    core: ManuallyDrop<MutexGuard<'a, Core>>,
+    core: ManuallyDrop<RingGuard<'a, Core>>,
     limit: u32,
     /// The ring's batch threshold, restored at the end.
     batch: u32,
