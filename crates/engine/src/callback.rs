@@ -166,6 +166,32 @@ impl Callback {
     }
 }
 
+impl Callback {
+    /// [`call`](Self::call) for a callback left where it is stored (a
+    /// lean op's table entry): the closure is read out of `p` by the call
+    /// itself, so the callback is not copied out first.
+    ///
+    /// # Safety
+    /// `p` points at a live `Callback` that nothing else accesses now; it
+    /// is consumed here (moved out, as by `call`): the caller must treat
+    /// `*p` as uninitialized afterwards, also when the closure panics.
+    #[inline(always)]
+    pub(crate) unsafe fn call_in_place(
+        p: *mut Callback,
+        result: io::Result<u32>,
+        resources: Resources,
+    ) {
+        let (n, e) = to_raw(result);
+        // SAFETY: per the contract `*p` is a live callback: its `data`
+        // holds the closure its `call` was made for, and this is its one
+        // use (the caller forgets it afterwards).
+        unsafe {
+            let call = (*p).call;
+            call(std::ptr::addr_of_mut!((*p).data), n, e, resources)
+        }
+    }
+}
+
 impl Drop for Callback {
     fn drop(&mut self) {
         // SAFETY: as in `call`: the closure is live (a called callback is

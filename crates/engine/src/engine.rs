@@ -914,7 +914,16 @@ impl Engine {
             && !info.fixed_file
             && !sh.has_faults();
         let submitted = if lean {
-            shard.submit_lean(sh, &mut op, make_cb, make_ctl)
+            let r = shard.submit_lean(sh, &mut op, make_cb, make_ctl);
+            // The op was taken out of `op` (accepted or refused, `Op::Nop`
+            // is left in its place: it owns nothing). Said here so no drop
+            // glue is called per op.
+            if matches!(op, auraio_ring::Op::Nop) {
+                std::mem::forget(op);
+            } else {
+                drop(op);
+            }
+            r
         } else {
             let target = make_ctl(make_cb());
             match timeout {
@@ -1558,7 +1567,7 @@ impl Engine {
 
     /// Locks every ring (in index order) for an operation that must apply
     /// to all of them or none.
-    fn lock_all(&self) -> io::Result<Vec<MutexGuard<'_, crate::shard::Core>>> {
+    fn lock_all(&self) -> io::Result<Vec<crate::ring_lock::RingGuard<'_, crate::shard::Core>>> {
         let guards: Vec<_> = self.sh().rings.iter().map(|s| s.lock()).collect();
         if guards.iter().any(|g| g.closed) {
             return Err(shutdown_error());

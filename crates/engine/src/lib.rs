@@ -128,6 +128,7 @@ mod future;
 mod lean;
 mod op_state;
 mod request;
+mod ring_lock;
 mod shard;
 mod stats;
 mod sync;

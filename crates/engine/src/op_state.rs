@@ -509,7 +509,7 @@ impl Target {
     ) {
         match self.into_owned() {
             Owned::Ctl(t) => t.finish_unguarded(result, resources),
-            Owned::Lean(l) => table.take(l, free).call(result, resources),
+            Owned::Lean(l) => table.take_and_call(l, free, result, resources),
         }
     }
 }

@@ -271,7 +271,14 @@ fn conv_bufs<B: IoBufMut>(r: io::Result<u32>, res: Resources) -> BufResult<Vec<B
     (r.map(|n| n as usize), bufs)
 }
 
-fn conv_unit(r: io::Result<u32>, _res: Resources) -> io::Result<()> {
+fn conv_unit(r: io::Result<u32>, res: Resources) -> io::Result<()> {
+    // The ops of a unit result (NOP, fsync, ...) own nothing: no drop glue
+    // called per completion for their `Resources::None`.
+    if !matches!(res, Resources::None) {
+        drop(res);
+    } else {
+        std::mem::forget(res);
+    }
     r.map(|_| ())
 }
 

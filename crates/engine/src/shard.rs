@@ -24,6 +24,7 @@ use crate::error::canceled;
 use crate::lean::{CbAlloc, CbTable, FreeBatch};
 use crate::op_state::{panic_message, Finish, OpCtl, Owned, Phase, Target};
 use crate::request::{clone_error, op_into_resources};
+use crate::ring_lock::{RingGuard, RingLock};
 
 /// Work accepted by the engine, not yet handed to the ring.
 pub(crate) enum Work {
@@ -177,7 +178,7 @@ const STATS_WINDOW: Duration = Duration::from_secs(1);
 
 pub(crate) struct Shard {
     pub(crate) idx: u32,
-    core: Mutex<Core>,
+    core: RingLock<Core>,
     pub(crate) waiter: Waiter,
     pub(crate) eventfd: Option<RawFd>,
     pub(crate) kind: RingKind,
@@ -274,7 +275,7 @@ impl Shard {
         let (cb_table, cb_alloc) = CbTable::new(capacity);
         Ok(Shard {
             idx,
-            core: Mutex::new(Core {
+            core: RingLock::new(Core {
                 ring,
                 backlog: VecDeque::new(),
                 closed: false,
@@ -318,8 +319,8 @@ impl Shard {
     }
 
     #[inline]
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
-        lock(&self.core)
+    pub(crate) fn lock(&self) -> RingGuard<'_, Core> {
+        self.core.lock()
     }
 
     /// Decides whether the next op on this ring gets a per-I/O trace record.
@@ -333,6 +334,7 @@ impl Shard {
 
     /// Ops occupying the in-flight budget: in the ring, or held back by
     /// fault injection (as a slow device would keep them).
+    #[inline(always)]
     fn busy(&self, core: &Core) -> u32 {
         core.ring.in_flight() + self.held_len.load(Relaxed)
     }
@@ -353,10 +355,23 @@ impl Shard {
         }
     }
 
+    /// Publishes the in-flight count and the backlog length (under the
+    /// ring lock). The backlog gauges (`backlog_len` and the meter's) are
+    /// written only here, always together, so they are stored only when
+    /// the length changed: on the submit path the backlog is empty before
+    /// and after, and a load is all it costs (no store per op).
+    #[inline(always)]
     fn mirror(&self, core: &Core) {
         let inf = core.ring.in_flight();
         self.in_flight.store(inf, Relaxed);
         let bl = core.backlog.len() as u32;
+        if self.backlog_len.load(Relaxed) != bl {
+            self.mirror_backlog(bl);
+        }
+    }
+
+    #[cold]
+    fn mirror_backlog(&self, bl: u32) {
         self.backlog_len.store(bl, Relaxed);
         self.meter.set_backlog(bl);
     }
@@ -445,7 +460,7 @@ impl Shard {
     fn push_accepted(
         &self,
         sh: &Shared,
-        core: &mut MutexGuard<'_, Core>,
+        core: &mut RingGuard<'_, Core>,
         op: &mut Op,
         target: Target,
     ) -> Result<(), Refused> {
@@ -577,7 +592,7 @@ impl Shard {
     fn submit_locked(
         &self,
         sh: &Shared,
-        mut core: MutexGuard<'_, Core>,
+        mut core: RingGuard<'_, Core>,
         work: Work,
     ) -> Result<(), Refused> {
         let mut failed = Vec::new();
@@ -785,6 +800,7 @@ impl Shard {
         }
     }
 
+    #[inline(always)]
     fn after_submit(&self, in_flight: u32) {
         self.meter.on_submit(in_flight);
         if in_flight > self.peak.load(Relaxed) {
@@ -1249,7 +1265,8 @@ impl Shard {
                 d_sqes,
             )
         };
-        self.meter.set_backlog(backlog);
+        // The meter's backlog gauge is current: `mirror` sets it (under the
+        // ring lock) whenever the backlog's length changes.
         let mut sample = self.meter.take_sample(now, in_flight);
         sample.enter_calls = d_submits;
         sample.sqes_submitted = d_sqes;
@@ -1356,7 +1373,7 @@ pub(crate) struct BatchGuard<'a> {
     shard: &'a Shard,
     sh: &'a Shared,
     /// Released in `Drop`, before the failed ops are delivered.
-    core: ManuallyDrop<MutexGuard<'a, Core>>,
+    core: ManuallyDrop<RingGuard<'a, Core>>,
     limit: u32,
     /// The ring's batch threshold, restored at the end.
     batch: u32,
@@ -1497,5 +1514,46 @@ fn completed_bytes(token: &Target, result: i32) -> u64 {
         result as u64
     } else {
         0
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+
+    /// The backlog gauges (`backlog_len` and the meter's, which the
+    /// controller's samples report) follow the backlog as it grows and
+    /// drains, though `mirror` stores them only when the length changes.
+    #[test]
+    fn backlog_gauges_follow_the_backlog() {
+        let Ok(e) = crate::Engine::builder()
+            .rings(1)
+            .queue_depth(8)
+            .controller(auraio_controller::ControllerConfig::Fixed {
+                in_flight: 1,
+                batch: 1,
+            })
+            .reaper(crate::ReaperMode::Never)
+            .build()
+        else {
+            eprintln!("io_uring unavailable: skipped");
+            return;
+        };
+        let shard = &e.sh().rings[0];
+        for _ in 0..4 {
+            e.submit(crate::Request::nop(), |r: std::io::Result<()>| r.unwrap())
+                .unwrap();
+        }
+        assert_eq!(shard.backlog_len.load(Relaxed), 3);
+        let s = shard.meter.take_sample(Duration::from_secs(1), 1);
+        assert_eq!(s.backlog, 3, "the sample sees the backlog");
+        e.run_until_idle().unwrap();
+        assert_eq!(shard.backlog_len.load(Relaxed), 0);
+        // The first sample after draining still reports the interval's
+        // peak; the next one the empty backlog.
+        let _ = shard.meter.take_sample(Duration::from_secs(2), 0);
+        let s = shard.meter.take_sample(Duration::from_secs(3), 0);
+        assert_eq!(s.backlog, 0, "the gauge went back to 0");
     }
 }

@@ -113,6 +113,11 @@ impl Held {
     /// the ops reaped with it are not lost.
     #[inline(always)]
     pub(crate) fn into_resources(self, result: i32) -> (i32, Resources) {
+        // The common op that owns nothing (NOP, fsync, ...) takes a plain
+        // branch, ahead of the jump table over all kinds.
+        if let Held::None = self {
+            return (result, Resources::None);
+        }
         let done = if result > 0 { result as usize } else { 0 };
         match self {
             Held::None => (result, Resources::None),
