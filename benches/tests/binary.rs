@@ -6,6 +6,20 @@ fn bench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_auraio-bench"))
 }
 
+/// A run's stdout once it succeeded; `None` (the test skips) where the
+/// engine cannot be built here (no io_uring); any other failure fails the
+/// test.
+fn succeeded(out: &std::process::Output) -> Option<String> {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("building the engine") {
+        eprintln!("skipping: io_uring unavailable here: {stderr}");
+        return None;
+    }
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    Some(stdout)
+}
+
 #[test]
 fn nop_run_writes_summary_json_trace_and_plot() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,13 +45,9 @@ fn nop_run_writes_summary_json_trace_and_plot() {
         .arg(&plot)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && stderr.contains("building the engine") {
-        eprintln!("skipping: io_uring unavailable here: {stderr}");
+    let Some(stdout) = succeeded(&out) else {
         return;
-    }
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    };
     assert!(stdout.contains("IOPS="), "{stdout}");
     assert!(stdout.contains("final in-flight limit=16"), "{stdout}");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -119,13 +129,9 @@ fn vs_fio_rounds_print_each_round_and_the_medians() {
         .arg(dir.path().join("data"))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && stderr.contains("building the engine") {
-        eprintln!("skipping: io_uring unavailable here: {stderr}");
+    let Some(stdout) = succeeded(&out) else {
         return;
-    }
-    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    };
     assert!(stdout.contains("round 1 of 2:"), "{stdout}");
     assert!(stdout.contains("round 2 of 2:"), "{stdout}");
     assert!(stdout.contains("medians over 2 rounds"), "{stdout}");
