@@ -139,7 +139,7 @@ pub struct Aimd {
     ewma_x: f64,
     ewma_lat: f64,
     /// The device's own window-to-window noise: EWMAs of the squared log
-    /// deviation of a window's throughput and P99 from the smoothed values
+    /// deviation of a window's throughput and body latency from the smoothed values
     /// (never reset: a property of the device, not of a limit).
     noise_lx: f64,
     noise_ll: f64,
@@ -416,7 +416,7 @@ impl Aimd {
         let stalled = self.guard.has_stall();
         let lat = self
             .guard
-            .percentile(self.cfg.min_window_completions, WATCH_PERCENTILE)
+            .percentile(self.cfg.min_window_completions.max(1), WATCH_PERCENTILE)
             .unwrap_or_else(|| w.latency.percentile_ns(WATCH_PERCENTILE)) as f64;
         let lat = if stalled && self.ewma_lat > 0.0 {
             self.ewma_lat
@@ -433,7 +433,7 @@ impl Aimd {
             self.ewma_lat = lat;
         } else {
             if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
-                // Not while settling: the guard's P99 still spans ticks at
+                // Not while settling: the guard window still spans ticks at
                 // the previous limits then, a drift rather than noise.
                 self.learn_noise(x, (!stalled).then_some(lat));
             }
