@@ -342,17 +342,20 @@ mod tests {
         assert_eq!(calls.load(SeqCst), 40 * 32);
     }
 
+    /// Counts its drops (a callback's captures are dropped exactly once).
+    struct Tracked(Arc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
     /// A callback called in place runs once and its captures are dropped
     /// once (moved out of the entry by the call); the entry comes back
     /// after the flush, also after a panicking call.
     #[test]
     fn called_in_place_runs_and_drops_once() {
-        struct Tracked(Arc<AtomicUsize>);
-        impl Drop for Tracked {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, SeqCst);
-            }
-        }
         let (t, mut a) = CbTable::new(1);
         let n = t.entries.len();
         let drops = Arc::new(AtomicUsize::new(0));
@@ -386,12 +389,6 @@ mod tests {
     /// entry is reused.
     #[test]
     fn discard_drops_the_callback_uncalled() {
-        struct Tracked(Arc<AtomicUsize>);
-        impl Drop for Tracked {
-            fn drop(&mut self) {
-                self.0.fetch_add(1, SeqCst);
-            }
-        }
         let (t, mut a) = CbTable::new(1);
         let drops = Arc::new(AtomicUsize::new(0));
         let calls = Arc::new(AtomicUsize::new(0));

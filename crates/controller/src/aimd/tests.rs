@@ -565,6 +565,15 @@ fn converged_reprobes_when_the_body_latency_moves_not_the_tail_alone() {
     );
 }
 
+/// The next number of a seeded xorshift stream, uniform in [0, 1) (`rng`
+/// must not be 0).
+fn unit(rng: &mut u64) -> f64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    (*rng >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// `knee64` with micro-stalls: a tick holds one with probability 0.15,
 /// and then 6 % of its reads take 1 ms instead of the body's latency. A
 /// guard window of 10 ticks has its P99 in the body or at 1 ms by chance
@@ -572,10 +581,7 @@ fn converged_reprobes_when_the_body_latency_moves_not_the_tail_alone() {
 fn micro_stalls(seed: u64) -> impl FnMut(u64, u32) -> Sample {
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     move |t, l| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
+        let u = unit(&mut rng);
         let mut s = knee64(t, l);
         if u < 0.15 {
             let n = s.completions;
@@ -803,10 +809,7 @@ fn one_stalled_tick_is_not_congestion_but_a_sustained_rise_is() {
 fn wandering(amp: f64, seed: u64) -> impl FnMut(u64, u32) -> Sample {
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     move |t, l| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
+        let u = unit(&mut rng);
         let k = 1.0 + amp * (2.0 * u - 1.0);
         let s = knee64(t, l);
         let lat_us = (s.latency.mean_ns() / 1e3 / k).round().max(1.0) as u64;
