@@ -18,7 +18,10 @@
 
 use std::time::Duration;
 
-use auraio_controller::{Controller, ControllerConfig, HistogramSnapshot, IoMeter, Limits};
+use auraio_controller::{
+    Controller, ControllerConfig, HistogramSnapshot, IntervalGaps, IoMeter, Limits, StallDetector,
+};
+use auraio_ring::{CompletionGaps, GapStats};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp1};
@@ -229,6 +232,12 @@ struct Runner {
     sched: Sched,
     device: Device,
     meter: IoMeter,
+    /// Completion gaps, measured as the engine's rings do…
+    gaps: CompletionGaps,
+    /// …their counts at the last tick…
+    last_gaps: GapStats,
+    /// …and the stalled time they show.
+    stall: StallDetector,
     ctrl: Box<dyn Controller>,
     rng_dev: ChaCha8Rng,
     rng_stall: ChaCha8Rng,
@@ -300,6 +309,9 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
         sched: Sched::new(),
         device: Device::new(&spec.device),
         meter: IoMeter::new(),
+        gaps: CompletionGaps::new(),
+        last_gaps: GapStats::default(),
+        stall: StallDetector::new(),
         ctrl,
         rng_dev: stream(spec.seed, 1),
         rng_stall: stream(spec.seed, 2),
@@ -388,7 +400,8 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                 let now = r.sched.now();
                 r.meter
                     .set_backlog(r.backlog.min(u64::from(u32::MAX)) as u32);
-                let sample = r.meter.take_sample(Duration::from_nanos(now), r.in_flight);
+                let mut sample = r.meter.take_sample(Duration::from_nanos(now), r.in_flight);
+                sample.stalled = r.stalled_since_last_tick();
                 let d = r.ctrl.tick(&sample);
                 r.limit = d.in_flight_limit.max(1);
                 r.batch = d.batch_threshold.max(1);
@@ -560,6 +573,7 @@ impl Runner {
         let mut t = now;
         let closed = matches!(self.workload.load, LoadKind::Closed { .. });
         let mut cq = std::mem::take(&mut self.cq);
+        let reaped = !cq.is_empty();
         for op in cq.drain(..) {
             let slot = op.id as usize;
             let lat = t.saturating_sub(self.push_t[slot]);
@@ -573,6 +587,11 @@ impl Runner {
             }
         }
         self.cq = cq;
+        if reaped {
+            // Ops pushed but not entered are not the device's yet.
+            let busy = self.in_flight as usize > self.queued.len();
+            self.gaps.on_reap(now, busy);
+        }
         while self.in_flight < self.limit && self.backlog > 0 {
             self.backlog -= 1;
             self.push_one(t);
@@ -590,10 +609,27 @@ impl Runner {
         self.sched.push(t.max(now), Ev::HostDone);
     }
 
+    /// The device's stalled time since the last tick (see
+    /// [`StallDetector`]), and the threshold for the next interval.
+    fn stalled_since_last_tick(&mut self) -> Duration {
+        let now = self.gaps.stats();
+        let g = now.since(&self.last_gaps);
+        self.last_gaps = now;
+        let stalled = self.stall.observe(IntervalGaps {
+            gaps: g.gaps,
+            gap_ns: g.gap_ns,
+            long_gaps: g.long_gaps,
+            long_gap_ns: g.long_gap_ns,
+        });
+        self.gaps.set_long_ns(self.stall.long_gap_ns());
+        stalled
+    }
+
     fn enter(&mut self, t: &mut u64) {
         *t += self.host.enter_ns;
         let n = self.queued.len() as u32;
         self.meter.on_enter(n);
+        self.gaps.on_handoff(*t);
         self.enter_calls += 1;
         self.sqes += u64::from(n);
         let mut q = std::mem::take(&mut self.queued);

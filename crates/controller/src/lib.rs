@@ -19,6 +19,7 @@ pub mod histogram;
 mod meter;
 mod replay;
 mod sample;
+mod stall;
 mod sync;
 pub mod trace;
 
@@ -33,6 +34,7 @@ pub use histogram::{HistogramSnapshot, LatencyHistogram};
 pub use meter::IoMeter;
 pub use replay::TraceReplay;
 pub use sample::{ControllerState, Decision, Sample};
+pub use stall::{IntervalGaps, StallDetector, MIN_STALL_GAP_NS, STALL_GAP_FACTOR};
 pub use trace::{
     parse_trace, read_trace, IoRecord, TickRecord, Trace, TraceError, TraceHeader, TraceRecord,
     TraceWriter,

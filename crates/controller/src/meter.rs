@@ -136,6 +136,8 @@ impl IoMeter {
             backlog: u32::try_from(backlog).unwrap_or(u32::MAX),
             enter_calls: self.enter_calls.swap(0, Relaxed),
             sqes_submitted: self.sqes.swap(0, Relaxed),
+            // Measured from the ring's completion gaps by the caller.
+            stalled: Duration::ZERO,
             latency,
         }
     }

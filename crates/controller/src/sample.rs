@@ -33,6 +33,11 @@ pub struct Sample {
     pub enter_calls: u64,
     /// SQEs submitted by those calls.
     pub sqes_submitted: u64,
+    /// Time the device stood still with ops in flight (see
+    /// [`crate::StallDetector`]); zero where the source does not measure it
+    /// (and in traces written before it existed).
+    #[serde(default)]
+    pub stalled: Duration,
 }
 
 impl Sample {
@@ -91,6 +96,7 @@ impl Sample {
         self.backlog = self.backlog.max(later.backlog);
         self.enter_calls += later.enter_calls;
         self.sqes_submitted += later.sqes_submitted;
+        self.stalled += later.stalled;
     }
 }
 

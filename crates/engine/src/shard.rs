@@ -12,7 +12,9 @@ use std::sync::atomic::{
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use auraio_controller::{Controller, ControllerState, Decision, IoMeter, Limits, Sample};
+use auraio_controller::{
+    Controller, ControllerState, Decision, IntervalGaps, IoMeter, Limits, Sample, StallDetector,
+};
 use auraio_ring::{
     AnyRing, BackendKind, Completion, Op, Resources, RingKind, RingStats, SubmitError,
     SubmitErrorKind, Waiter,
@@ -154,6 +156,8 @@ pub(crate) struct Core {
     pub(crate) backlog: VecDeque<Work>,
     pub(crate) closed: bool,
     last_stats: RingStats,
+    /// Turns the ring's completion gaps into the device's stalled time.
+    stall: StallDetector,
     /// The free entries of the shard's [`CbTable`].
     cb_alloc: CbAlloc,
 }
@@ -280,6 +284,7 @@ impl Shard {
                 backlog: VecDeque::new(),
                 closed: false,
                 last_stats,
+                stall: StallDetector::new(),
                 cb_alloc,
             }),
             waiter,
@@ -1240,7 +1245,7 @@ impl Shard {
 
     /// One controller tick for this ring.
     pub(crate) fn tick(&self, sh: &Shared, now: Duration) {
-        let (in_flight, backlog, d_submits, d_sqes) = {
+        let (in_flight, backlog, d_submits, d_sqes, stalled) = {
             let mut core = self.lock();
             if core.closed {
                 return;
@@ -1256,6 +1261,15 @@ impl Shard {
             let d_sqes = rs
                 .sqes_submitted
                 .saturating_sub(core.last_stats.sqes_submitted);
+            let g = rs.gaps.since(&core.last_stats.gaps);
+            let stalled = core.stall.observe(IntervalGaps {
+                gaps: g.gaps,
+                gap_ns: g.gap_ns,
+                long_gaps: g.long_gaps,
+                long_gap_ns: g.long_gap_ns,
+            });
+            let long = core.stall.long_gap_ns();
+            core.ring.set_long_gap_ns(long);
             core.last_stats = rs;
             *lock(&self.ring_stats) = rs;
             (
@@ -1263,6 +1277,7 @@ impl Shard {
                 core.backlog.len() as u32,
                 d_sub,
                 d_sqes,
+                stalled,
             )
         };
         // The meter's backlog gauge is current: `mirror` sets it (under the
@@ -1270,6 +1285,7 @@ impl Shard {
         let mut sample = self.meter.take_sample(now, in_flight);
         sample.enter_calls = d_submits;
         sample.sqes_submitted = d_sqes;
+        sample.stalled = stalled;
         let (decision, state) = {
             let mut c = lock(&self.ctl);
             let d = c.controller.tick(&sample);

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use auraio_controller::HistogramSnapshot;
 use auraio_ring::{BackendKind, RingKind};
@@ -65,6 +66,11 @@ pub struct RingStatsSnapshot {
     pub iops: f64,
     /// Bytes per second in the window.
     pub bytes_per_sec: f64,
+    /// Time in the window the device stood still with ops in flight: gaps
+    /// between completions several times longer than usual (s; see
+    /// `auraio_controller::StallDetector`).
+    #[serde(default)]
+    pub stalled_secs: f64,
     /// Completions since start (every one, errors included).
     pub completions: u64,
     /// Bytes transferred by successful data ops since start.
@@ -181,20 +187,22 @@ impl Engine {
         let mut max_window = 0.0f64;
         for s in &sh.rings {
             let rs = *lock(&s.ring_stats);
-            let (hist, life, completions, bytes, window, phase, reason, controller) = {
+            let (hist, life, completions, bytes, stalled, window, phase, reason, controller) = {
                 let p = lock(&s.published);
                 let mut h = HistogramSnapshot::default();
-                let (mut c, mut b) = (0u64, 0u64);
+                let (mut c, mut b, mut st) = (0u64, 0u64, Duration::ZERO);
                 for smp in &p.window {
                     h.merge(&smp.latency);
                     c += smp.completions;
                     b += smp.bytes;
+                    st += smp.stalled;
                 }
                 (
                     h,
                     p.lifetime.clone(),
                     c,
                     b,
+                    st.as_secs_f64(),
                     p.window_len.as_secs_f64(),
                     p.state.phase.clone(),
                     p.state.reason.clone(),
@@ -228,6 +236,7 @@ impl Engine {
                 window_secs: window,
                 iops: rate(completions),
                 bytes_per_sec: rate(bytes),
+                stalled_secs: stalled,
                 completions: s.completions.load(Relaxed),
                 bytes: s.bytes.load(Relaxed),
                 errors: s.errors.load(Relaxed),

@@ -242,6 +242,11 @@ impl<T> AnyRing<T> {
         delegate!(self, r => r.set_batch_threshold(n))
     }
 
+    /// See [`Ring::set_long_gap_ns`].
+    pub fn set_long_gap_ns(&mut self, ns: u64) {
+        delegate!(self, r => r.set_long_gap_ns(ns))
+    }
+
     /// See [`Ring::waiter`].
     pub fn waiter(&self) -> Waiter {
         delegate!(self, r => r.waiter())

@@ -10,6 +10,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 use crate::clock::Clock;
 use crate::completion::{Completion, SubmitError, SubmitErrorKind};
 use crate::config::{RingConfig, RingKind};
+use crate::gaps::CompletionGaps;
 use crate::op::{Op, OpKind};
 use crate::probe;
 use crate::resources::Held;
@@ -96,6 +97,8 @@ pub struct Ring<T> {
     /// Whether `IORING_REGISTER_SYNC_CANCEL` may work (cleared on EINVAL).
     sync_cancel_ok: bool,
     stats: RingStats,
+    /// Gaps between completions while ops are in flight.
+    gaps: CompletionGaps,
     /// Completions reaped while submitting (EBUSY handling); handed out first.
     ready: VecDeque<Completion<T>>,
     deferred_cancels: Vec<SlotId>,
@@ -198,6 +201,7 @@ impl<T> Ring<T> {
             ext_arg,
             sync_cancel_ok: true,
             stats: RingStats::default(),
+            gaps: CompletionGaps::new(),
             ready: VecDeque::new(),
             deferred_cancels: Vec::new(),
             clock: Clock::new(),
@@ -285,7 +289,14 @@ impl<T> Ring<T> {
     pub fn stats(&self) -> RingStats {
         let mut s = self.stats;
         s.waiter_enter_calls = self.waiter.enters();
+        s.gaps = self.gaps.stats();
         s
+    }
+
+    /// Gaps between completions longer than `ns` (while ops are in flight)
+    /// count as long in [`RingStats::gaps`] from now on.
+    pub fn set_long_gap_ns(&mut self, ns: u64) {
+        self.gaps.set_long_ns(ns);
     }
 
     /// The registered eventfd (when [`RingConfig::eventfd`] was set). It
@@ -850,6 +861,7 @@ impl<T> Ring<T> {
         self.queued += uds.len() as u32;
         if self.kind == RingKind::SqPoll {
             let now = self.now_ns();
+            self.gaps.on_handoff(now);
             for &ud in uds {
                 if let Some(f) = SlotId::from_u64(ud).and_then(|id| self.slots.get_mut(id)) {
                     f.submit_ns = now;
@@ -1016,6 +1028,7 @@ impl<T> Ring<T> {
             if consumed > 0 {
                 self.stats.submit_calls += 1;
                 self.stamp_handed_off(consumed, handed_off_ns);
+                self.gaps.on_handoff(handed_off_ns);
             }
             res.map(|_| ())
         }
@@ -1140,6 +1153,12 @@ impl<T> Ring<T> {
         // above (all five fields each), and `base + n <= capacity`.
         unsafe { out.set_len(base + n) };
         self.stats.completions += n as u64;
+        if n > 0 {
+            // Ops still in the kernel keep a gap running (queued SQEs are
+            // not the device's yet).
+            let busy = self.slots.len() > self.queued;
+            self.gaps.on_reap(now, busy);
+        }
         n
     }
 }

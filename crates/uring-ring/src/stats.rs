@@ -1,5 +1,7 @@
 //! Counters a ring keeps about its own work.
 
+use crate::gaps::GapStats;
+
 /// Cumulative counters since the ring was created. Take two snapshots and
 /// subtract to get per-interval figures (e.g. SQEs per `io_uring_enter`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,6 +20,9 @@ pub struct RingStats {
     pub waiter_enter_calls: u64,
     /// CQEs that matched no live slot (stale generation); should stay 0.
     pub stale_cqes: u64,
+    /// Gaps between completions while ops were in flight (see
+    /// [`CompletionGaps`](crate::CompletionGaps)).
+    pub gaps: GapStats,
 }
 
 impl RingStats {

@@ -12,6 +12,7 @@ backend_tests!(
     latency_covers_kernel_time_but_not_the_wait_for_the_batch,
     ops_handed_off_and_reaped_together_share_both_stamps,
     op_drained_while_queued_is_timed_from_its_hand_off,
+    a_completion_gap_longer_than_the_threshold_is_counted_as_long,
 );
 
 fn assert_send<T: Send>() {}
@@ -135,4 +136,33 @@ fn op_drained_while_queued_is_timed_from_its_hand_off(b: BackendKind) {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].result, -libc::ECANCELED);
     assert!(out[0].latency_ns <= window, "{} ns", out[0].latency_ns);
+}
+
+/// The ring measures the time without completions while an op is in
+/// flight: from the hand-off to the reap, longer than the threshold set.
+fn a_completion_gap_longer_than_the_threshold_is_counted_as_long(b: BackendKind) {
+    let mut r: AnyRing<u32> = any_ring(b, 8);
+    r.set_long_gap_ns(10_000_000);
+    let before = r.stats().gaps;
+    // A short gap: a NOP.
+    r.submit(Op::Nop, 1).unwrap();
+    assert_eq!(wait_one(&mut r).token, 1);
+    // A long one: a read that waits 30 ms for its data.
+    let (rd, wr) = pipe();
+    r.submit(Op::read(fd(&rd), vec![0u8; 4], 0), 2).unwrap();
+    r.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    write_all(&wr, b"late");
+    assert_eq!(wait_one(&mut r).token, 2);
+    let g = r.stats().gaps.since(&before);
+    assert_eq!(g.gaps, 2, "{g:?}");
+    assert_eq!(g.long_gaps, 1, "{g:?}");
+    assert!(g.long_gap_ns >= 30_000_000, "{g:?}");
+    assert!(g.gap_ns >= g.long_gap_ns, "{g:?}");
+    // Idle time (nothing in flight) is no gap.
+    std::thread::sleep(Duration::from_millis(15));
+    r.submit(Op::Nop, 3).unwrap();
+    assert_eq!(wait_one(&mut r).token, 3);
+    let g = r.stats().gaps.since(&before);
+    assert_eq!((g.gaps, g.long_gaps), (3, 1), "{g:?}");
 }

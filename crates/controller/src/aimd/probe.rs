@@ -254,10 +254,11 @@ impl Aimd {
             self.descend(lo, origin, start, None, why);
             return;
         }
-        if !p
-            .trial
-            .feed(sample.completions, sample.interval.as_secs_f64())
-        {
+        if !p.trial.feed_stalled(
+            sample.completions,
+            sample.interval.as_secs_f64(),
+            sample.stalled.as_secs_f64(),
+        ) {
             return;
         }
         if p.trial.shifted() {

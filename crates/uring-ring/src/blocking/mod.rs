@@ -69,6 +69,7 @@ pub(crate) use shared::Shared;
 
 use crate::completion::{Completion, SubmitError, SubmitErrorKind};
 use crate::config::{RingConfig, RingKind};
+use crate::gaps::CompletionGaps;
 use crate::op::{Fd, Op, OpKind};
 use crate::ring::DRAIN_TIMEOUT;
 use crate::slots::{SlotId, SlotTable};
@@ -101,6 +102,8 @@ pub struct BlockingRing<T> {
     batch_threshold: u32,
     supported: u32,
     stats: RingStats,
+    /// Gaps between completions while ops are handed off.
+    gaps: CompletionGaps,
     waiter: Waiter,
     /// Registered files: duplicates of the caller's fds.
     files: Option<Vec<Option<Arc<OwnedFd>>>>,
@@ -160,6 +163,7 @@ impl<T> BlockingRing<T> {
             batch_threshold: cfg.batch_threshold.clamp(1, sq),
             supported: OpKind::ALL.iter().fold(0, |acc, k| acc | k.bit()),
             stats: RingStats::default(),
+            gaps: CompletionGaps::new(),
             files: None,
             buffers: None,
             reaped: Vec::new(),
@@ -281,7 +285,14 @@ impl<T> BlockingRing<T> {
     pub fn stats(&self) -> RingStats {
         let mut s = self.stats;
         s.waiter_enter_calls = self.waiter.enters();
+        s.gaps = self.gaps.stats();
         s
+    }
+
+    /// See [`Ring::set_long_gap_ns`](crate::Ring::set_long_gap_ns). A
+    /// gap here ends at the latest finish time of the jobs reaped together.
+    pub fn set_long_gap_ns(&mut self, ns: u64) {
+        self.gaps.set_long_ns(ns);
     }
 
     /// The eventfd (when [`RingConfig::eventfd`] was set): workers signal it
@@ -626,6 +637,7 @@ impl<T> BlockingRing<T> {
         self.stats.enter_calls += 1;
         self.stats.submit_calls += 1;
         self.stats.sqes_submitted += u64::from(n);
+        self.gaps.on_handoff(now);
         self.shared.wake_workers(wake);
         if timers && !start_timer {
             self.shared.wake_timer();
@@ -672,7 +684,9 @@ impl<T> BlockingRing<T> {
             std::mem::swap(&mut st.done, &mut self.reaped);
         }
         let mut n = 0;
+        let mut last_end = 0;
         for d in self.reaped.drain(..) {
+            last_end = last_end.max(d.end_ns);
             match self.slots.remove(d.id) {
                 Some(e) => {
                     out.push(Completion {
@@ -688,6 +702,10 @@ impl<T> BlockingRing<T> {
             }
         }
         self.stats.completions += n as u64;
+        if n > 0 {
+            let busy = self.slots.len() as usize > self.pending.len();
+            self.gaps.on_reap(last_end, busy);
+        }
         n
     }
 

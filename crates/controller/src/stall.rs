@@ -1,0 +1,141 @@
+//! [`StallDetector`]: how long the device stood still in an interval, from
+//! the gaps between completions its ring measured.
+//!
+//! Some devices pause now and then whatever the load: this machine's virtio
+//! disk stops completing for 2-6 ms about a dozen times a second (≈5 % of
+//! the time), and every op in flight waits. A 20 ms trial leg that holds
+//! such a pause loses up to a third of its throughput, so the pauses, not
+//! the limits, decided most of a trial's noise (the log ratio of two
+//! neighbouring 20 ms windows at one fixed limit: ±0.14; with the pauses'
+//! time left out, ±0.06). Their time is the same share at any depth here
+//! (5.4 / 4.7 / 5.5 / 5.7 / 6.3 % at limits 32 / 48 / 64 / 96 / 128), so a
+//! comparison of two limits may leave it out.
+//!
+//! A gap (see `auraio_ring::CompletionGaps`) is *long* when it exceeds
+//! [`STALL_GAP_FACTOR`] times the slowly averaged normal gap (never less
+//! than [`MIN_STALL_GAP_NS`]). The threshold moves slowly, so both limits
+//! of a trial, whose legs alternate every few ticks, are judged by the same
+//! one. A long gap's stalled time is its length beyond the interval's
+//! normal gap: the time the device would have needed anyway.
+
+use std::time::Duration;
+
+/// A gap longer than this many times the averaged normal gap is a stall…
+pub const STALL_GAP_FACTOR: f64 = 3.0;
+/// …and never one shorter than this (ns): a thread descheduled for a
+/// moment is not a device stall.
+pub const MIN_STALL_GAP_NS: u64 = 250_000;
+/// Weight of an interval's mean normal gap in the average (a time constant
+/// of ≈20 intervals: many trial legs at both limits).
+const MEAN_GAP_WEIGHT: f64 = 0.05;
+
+/// One interval's gap counts (differences of two ring snapshots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntervalGaps {
+    /// Gaps that ended in the interval.
+    pub gaps: u64,
+    /// Their total length (ns).
+    pub gap_ns: u64,
+    /// Those longer than the threshold in force…
+    pub long_gaps: u64,
+    /// …and their total length (ns).
+    pub long_gap_ns: u64,
+}
+
+/// Turns gap counts into stalled time, and sets the threshold for the next
+/// interval. Pure: no clock.
+#[derive(Clone, Debug, Default)]
+pub struct StallDetector {
+    /// Slow average of the intervals' mean normal gap (ns).
+    mean_gap_ns: Option<f64>,
+}
+
+impl StallDetector {
+    /// A detector with no threshold yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stalled time of an interval with gaps `g`, and learns its
+    /// normal gaps.
+    pub fn observe(&mut self, g: IntervalGaps) -> Duration {
+        let normal = g.gaps.saturating_sub(g.long_gaps);
+        let normal_ns = g.gap_ns.saturating_sub(g.long_gap_ns);
+        let typical = if normal > 0 {
+            let m = normal_ns as f64 / normal as f64;
+            self.mean_gap_ns = Some(match self.mean_gap_ns {
+                Some(old) => MEAN_GAP_WEIGHT * m + (1.0 - MEAN_GAP_WEIGHT) * old,
+                None => m,
+            });
+            m
+        } else {
+            self.mean_gap_ns.unwrap_or(0.0)
+        };
+        let expected = (g.long_gaps as f64 * typical) as u64;
+        Duration::from_nanos(g.long_gap_ns.saturating_sub(expected))
+    }
+
+    /// Gaps longer than this (ns) are stalls (`u64::MAX` before any gap
+    /// was seen: nothing is).
+    pub fn long_gap_ns(&self) -> u64 {
+        match self.mean_gap_ns {
+            Some(m) => ((m * STALL_GAP_FACTOR) as u64).max(MIN_STALL_GAP_NS),
+            None => u64::MAX,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_gaps_count_beyond_the_normal_gap_and_the_threshold_follows_slowly() {
+        let mut d = StallDetector::new();
+        assert_eq!(d.long_gap_ns(), u64::MAX, "no threshold before any gap");
+        // 15 normal gaps of 0.6 ms, and one of 5 ms.
+        let g = IntervalGaps {
+            gaps: 16,
+            gap_ns: 15 * 600_000 + 5_000_000,
+            long_gaps: 1,
+            long_gap_ns: 5_000_000,
+        };
+        let stalled = d.observe(g);
+        assert_eq!(stalled, Duration::from_nanos(4_400_000));
+        assert_eq!(d.long_gap_ns(), 1_800_000);
+        // Normal gaps twice as long move the threshold by a twentieth.
+        let g2 = IntervalGaps {
+            gaps: 8,
+            gap_ns: 8 * 1_200_000,
+            ..Default::default()
+        };
+        assert_eq!(d.observe(g2), Duration::ZERO);
+        let t = d.long_gap_ns();
+        assert!((1_880_000..=1_900_000).contains(&t), "{t}");
+        // Fast completions never make the threshold shorter than the floor.
+        let mut f = StallDetector::new();
+        f.observe(IntervalGaps {
+            gaps: 1000,
+            gap_ns: 1000 * 5_000,
+            ..Default::default()
+        });
+        assert_eq!(f.long_gap_ns(), MIN_STALL_GAP_NS);
+    }
+
+    #[test]
+    fn an_interval_of_one_long_gap_uses_the_averaged_normal_gap() {
+        let mut d = StallDetector::new();
+        d.observe(IntervalGaps {
+            gaps: 10,
+            gap_ns: 10 * 500_000,
+            ..Default::default()
+        });
+        let stalled = d.observe(IntervalGaps {
+            gaps: 1,
+            gap_ns: 8_000_000,
+            long_gaps: 1,
+            long_gap_ns: 8_000_000,
+        });
+        assert_eq!(stalled, Duration::from_nanos(7_500_000));
+    }
+}
