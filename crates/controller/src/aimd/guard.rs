@@ -3,6 +3,7 @@
 
 use crate::histogram::{percentile_of, HistogramSnapshot, NUM_BUCKETS};
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Most ticks the latency guard's window may span (when ticks are sparse).
 pub(crate) const MAX_GUARD_TICKS: usize = 256;
@@ -18,14 +19,24 @@ pub(crate) struct Guard {
     /// evidence, so a device stall does not cut the limit tick after tick).
     pub after_cut: bool,
     /// The window's ticks, oldest first.
-    pub ticks: VecDeque<HistogramSnapshot>,
+    pub ticks: VecDeque<GuardTick>,
     /// Running bucket sums of `ticks` (empty or `NUM_BUCKETS` long).
     counts: Vec<u64>,
     completions: u64,
 }
 
+/// One tick in the guard's window.
+#[derive(Clone, Debug)]
+pub(crate) struct GuardTick {
+    hist: HistogramSnapshot,
+    /// Did the ring measure a device stall in it (see
+    /// `crate::StallDetector`)?
+    stalled: bool,
+}
+
 impl Guard {
-    pub fn push(&mut self, h: &HistogramSnapshot, keep: usize, min: u64) {
+    /// Adds a tick's latencies and its measured stalled time.
+    pub fn push(&mut self, h: &HistogramSnapshot, stalled: Duration, keep: usize, min: u64) {
         if h.is_empty() {
             return;
         }
@@ -35,18 +46,21 @@ impl Guard {
         for (a, b) in self.counts.iter_mut().zip(h.counts()) {
             *a += *b;
         }
-        self.ticks.push_back(h.clone());
+        self.ticks.push_back(GuardTick {
+            hist: h.clone(),
+            stalled: !stalled.is_zero(),
+        });
         self.completions += h.count();
         while self.ticks.len() > keep.max(1) {
-            let front = self.ticks.front().map_or(0, |f| f.count());
+            let front = self.ticks.front().map_or(0, |f| f.hist.count());
             if self.completions - front < min && self.ticks.len() <= MAX_GUARD_TICKS {
                 break;
             }
             if let Some(f) = self.ticks.pop_front() {
-                for (a, b) in self.counts.iter_mut().zip(f.counts()) {
+                for (a, b) in self.counts.iter_mut().zip(f.hist.counts()) {
                     *a -= *b;
                 }
-                self.completions -= f.count();
+                self.completions -= f.hist.count();
             }
         }
     }
@@ -60,20 +74,28 @@ impl Guard {
         if self.completions < min.max(1) {
             return None;
         }
-        let lo = self.ticks.iter().map(|t| t.min_ns()).min().unwrap_or(0);
-        let hi = self.ticks.iter().map(|t| t.max_ns()).max().unwrap_or(0);
+        let lo = self.ticks.iter().map(|t| t.hist.min_ns()).min().unwrap_or(0);
+        let hi = self.ticks.iter().map(|t| t.hist.max_ns()).max().unwrap_or(0);
         Some(percentile_of(&self.counts, self.completions, lo, hi, q))
     }
 
-    /// Did the device stall inside the window? Some tick completed less
-    /// than a third of the window's median tick (a stall holds every op in
-    /// flight, so completions collapse for a tick or two and then arrive
-    /// late all at once; queueing keeps them flowing).
+    /// Did the device stall inside the window? The ring measured a stall
+    /// in one of its ticks (a gap between completions several times the
+    /// usual), or a tick collapsed (see [`Guard::has_collapsed_tick`]).
     pub fn has_stall(&self) -> bool {
+        self.ticks.iter().any(|t| t.stalled) || self.has_collapsed_tick()
+    }
+
+    /// Did some tick complete less than a third of the window's median
+    /// tick? A stall long against a tick holds every op in flight, so
+    /// completions collapse for a tick or two and then arrive late all at
+    /// once; queueing keeps them flowing. (A stall of a few ms in a 10 ms
+    /// tick does not collapse it: the ring's gap measurement sees those.)
+    pub fn has_collapsed_tick(&self) -> bool {
         if self.ticks.len() < 3 {
             return false;
         }
-        let mut counts: Vec<u64> = self.ticks.iter().map(|t| t.count()).collect();
+        let mut counts: Vec<u64> = self.ticks.iter().map(|t| t.hist.count()).collect();
         counts.sort_unstable();
         counts[0] * 3 < counts[counts.len() / 2]
     }

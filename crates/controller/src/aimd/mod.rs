@@ -410,10 +410,12 @@ impl Aimd {
         // every read in flight) 1-3 % of the reads are the stalls' tail, so
         // a window's P99 lands in the body or in that tail by chance, a ×3-5
         // flip that re-probed 0.1-2 s after settling. Tail protection is the
-        // latency guard's job. While the guard window holds a device stall
-        // (see `Guard::has_stall`) even its P90 may be the stall's: the
-        // latency side of the watch keeps its last value then.
-        let stalled = self.guard.has_stall();
+        // latency guard's job. While the guard window holds a stall long
+        // enough to collapse a tick (see `Guard::has_collapsed_tick`) even
+        // its P90 may be the stall's: the latency side of the watch keeps
+        // its last value then. (Stalls of a few ms delay a few % of a
+        // window's ops: its P90 stays the body's.)
+        let stalled = self.guard.has_collapsed_tick();
         let lat = self
             .guard
             .percentile(self.cfg.min_window_completions.max(1), WATCH_PERCENTILE)
@@ -603,7 +605,7 @@ impl Aimd {
         let threshold = self.latency_threshold_ns();
         let min = self.cfg.min_window_completions.max(1);
         self.guard
-            .push(&sample.latency, self.cfg.guard_ticks as usize, min);
+            .push(&sample.latency, sample.stalled, self.cfg.guard_ticks as usize, min);
         if self.guard.ticks.len() >= self.cfg.guard_ticks as usize {
             self.guard.after_cut = false;
         }

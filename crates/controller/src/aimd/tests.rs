@@ -986,6 +986,54 @@ fn a_stall_tail_over_the_ceiling_holds_the_limit_but_the_same_tail_without_a_sta
 }
 
 #[test]
+fn a_measured_stall_marks_the_tail_as_the_device_s_even_when_no_tick_collapsed() {
+    // The real disk's stalls last a few ms: the tick holding one loses
+    // half its completions, not two thirds, so no tick collapses; the
+    // ring's gap measurement reports the stalled time. With it the guard
+    // holds; the same ticks without it cut (the previous test's control).
+    let dev = |t, l: u32| device(t, l, 16, 1000);
+    for measured in [true, false] {
+        let paused = |t, l: u32| {
+            let mut s = dev(t, l);
+            s.completions /= 2;
+            s.latency = HistogramSnapshot::default();
+            s.latency.record_n(1_000_000, s.completions);
+            if measured {
+                s.stalled = Duration::from_millis(5);
+            }
+            s
+        };
+        let late = |t, l: u32| {
+            let mut s = dev(t, l);
+            let n = s.completions / 8;
+            s.latency.record_n(15_000_000, n);
+            s.completions += n;
+            s
+        };
+        let mut d = Driver::new(no_reprobe(), limits());
+        d.until_settled(2000, dev);
+        d.until(AimdPhase::Steady, 20, dev);
+        for _ in 0..10 {
+            d.step(dev);
+        }
+        assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
+        let before = d.c.current().in_flight_limit;
+        d.step(paused);
+        d.step(late);
+        if measured {
+            assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
+            assert!(
+                d.c.state().reason.contains("device's tail"),
+                "{:?}",
+                d.c.state()
+            );
+        } else {
+            assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+        }
+    }
+}
+
+#[test]
 fn a_device_stall_in_steady_is_not_a_material_p99_change() {
     // On the real disk a stall (one tick completing almost nothing, then
     // the stalled ops late) lifted the guard window's P99 2-3x for 100 ms,
