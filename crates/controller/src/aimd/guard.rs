@@ -74,8 +74,18 @@ impl Guard {
         if self.completions < min.max(1) {
             return None;
         }
-        let lo = self.ticks.iter().map(|t| t.hist.min_ns()).min().unwrap_or(0);
-        let hi = self.ticks.iter().map(|t| t.hist.max_ns()).max().unwrap_or(0);
+        let lo = self
+            .ticks
+            .iter()
+            .map(|t| t.hist.min_ns())
+            .min()
+            .unwrap_or(0);
+        let hi = self
+            .ticks
+            .iter()
+            .map(|t| t.hist.max_ns())
+            .max()
+            .unwrap_or(0);
         Some(percentile_of(&self.counts, self.completions, lo, hi, q))
     }
 

@@ -604,8 +604,12 @@ impl Aimd {
     fn guard_tick(&mut self, sample: &Sample) -> bool {
         let threshold = self.latency_threshold_ns();
         let min = self.cfg.min_window_completions.max(1);
-        self.guard
-            .push(&sample.latency, sample.stalled, self.cfg.guard_ticks as usize, min);
+        self.guard.push(
+            &sample.latency,
+            sample.stalled,
+            self.cfg.guard_ticks as usize,
+            min,
+        );
         if self.guard.ticks.len() >= self.cfg.guard_ticks as usize {
             self.guard.after_cut = false;
         }
