@@ -44,6 +44,9 @@ pub struct DriverReport {
     pub final_batch: u32,
     /// Time-averaged ops in flight (sum over rings), when known.
     pub in_flight_mean: Option<f64>,
+    /// Share of the run the device stood still with ops in flight, when
+    /// known.
+    pub stalled_share: Option<f64>,
     /// Per-ring lines.
     pub ring_lines: Vec<RingLine>,
     /// A fine-grained timeline (e.g. the trace's 10 ms ticks); empty when the

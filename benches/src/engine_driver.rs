@@ -294,6 +294,7 @@ impl Driver for EngineDriver {
                     report.limit_series = d.limit_series;
                     report.latency = lat_stats(&d.latency);
                     report.in_flight_mean = d.in_flight_mean;
+                    report.stalled_share = d.stalled_share;
                 }
                 Err(e) => report.notes.push(format!(
                     "could not read back the trace {}: {e}",
@@ -357,6 +358,10 @@ pub struct TickDigest {
     /// Time-averaged ops in flight, summed over rings (`None` without
     /// ticks).
     pub in_flight_mean: Option<f64>,
+    /// Share of the run the device stood still with ops in flight (the
+    /// samples' `stalled` over their intervals, all rings; `None` without
+    /// ticks).
+    pub stalled_share: Option<f64>,
 }
 
 /// Digests the trace's per-ring tick records: ticks of the same moment
@@ -384,9 +389,12 @@ pub fn digest_ticks(
     let mut last_limit: BTreeMap<u32, u32> = BTreeMap::new();
     // ring -> (Σ in_flight_avg × interval, Σ interval), seconds
     let mut in_flight: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    let (mut stalled, mut covered) = (Duration::ZERO, Duration::ZERO);
     for t in ticks {
         let s = &t.sample;
         latency.merge(&s.latency);
+        stalled += s.stalled;
+        covered += s.interval;
         let f = in_flight.entry(t.ring).or_default();
         f.0 += s.in_flight_avg * s.interval.as_secs_f64();
         f.1 += s.interval.as_secs_f64();
@@ -443,11 +451,14 @@ pub fn digest_ticks(
             .map(|&(w, t)| if t > 0.0 { w / t } else { 0.0 })
             .sum()
     });
+    let stalled_share =
+        (!covered.is_zero()).then(|| (stalled.as_secs_f64() / covered.as_secs_f64()).min(1.0));
     TickDigest {
         limit_series,
         timeline,
         latency,
         in_flight_mean,
+        stalled_share,
     }
 }
 
@@ -580,8 +591,12 @@ mod tests {
         let mut ticks = Vec::new();
         for i in 1..=10u64 {
             let mut t = tick(0, 10 * i, 100, 4 + i as u32, 100_000);
-            // Ring 0 keeps 3 in flight for the first half, 5 after.
+            // Ring 0 keeps 3 in flight for the first half, 5 after, and
+            // its device stands still for 1 ms in every other tick.
             t.sample.in_flight_avg = if i <= 5 { 3.0 } else { 5.0 };
+            if i % 2 == 0 {
+                t.sample.stalled = Duration::from_millis(1);
+            }
             ticks.push(t);
             let mut t = tick(1, 10 * i, 50, 2, 1_000_000);
             t.sample.now += Duration::from_micros(30);
@@ -612,13 +627,16 @@ mod tests {
         // Time-averaged in flight, summed over rings: 4 + 2.
         let m = d.in_flight_mean.unwrap();
         assert!((m - 6.0).abs() < 1e-9, "{m}");
+        // 5 ms stalled over 20 ring-ticks of 10 ms.
+        let s = d.stalled_share.unwrap();
+        assert!((s - 0.025).abs() < 1e-9, "{s}");
     }
 
     #[test]
     fn no_ticks_no_points() {
         let d = digest_ticks(&[], Duration::from_millis(10), Duration::from_millis(50));
         assert!(d.limit_series.is_empty() && d.timeline.is_empty() && d.latency.is_empty());
-        assert!(d.in_flight_mean.is_none());
+        assert!(d.in_flight_mean.is_none() && d.stalled_share.is_none());
     }
 
     #[test]

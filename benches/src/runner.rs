@@ -89,6 +89,7 @@ pub fn run(
     result.final_limit = report.final_limit;
     result.final_batch = report.final_batch;
     result.in_flight_mean = report.in_flight_mean;
+    result.stalled_share = report.stalled_share;
     result.ring_lines = report.ring_lines;
     result.timeline = if report.timeline.is_empty() {
         timeline

@@ -106,6 +106,9 @@ pub struct RunResult {
     /// Time-averaged ops in flight (sum over rings), from the trace: what
     /// the limit actually kept busy, comparable with fio's iodepth.
     pub in_flight_mean: Option<f64>,
+    /// Share of the run the device stood still with ops in flight (gaps
+    /// between completions several times the usual), from the trace.
+    pub stalled_share: Option<f64>,
     /// Time to converge (see [`crate::converge`]).
     pub converge: Option<Duration>,
     /// Per-ring lines.
@@ -140,6 +143,9 @@ pub struct JsonSummary {
     pub final_batch: u32,
     /// Time-averaged ops in flight (sum over rings; null without a trace).
     pub in_flight_mean: Option<f64>,
+    /// Share of the run the device stood still with ops in flight (null
+    /// without a trace).
+    pub stalled_share: Option<f64>,
     /// Time to converge, ms (null when unknown).
     pub converge_ms: Option<u64>,
     /// Controller spec.
@@ -182,6 +188,7 @@ impl RunResult {
             final_in_flight_limit: self.final_limit,
             final_batch: self.final_batch,
             in_flight_mean: self.in_flight_mean,
+            stalled_share: self.stalled_share,
             converge_ms: self.converge.map(|d| d.as_millis() as u64),
             controller: self.controller.clone(),
             rw: self.rw,
@@ -250,9 +257,13 @@ impl RunResult {
             Some(m) => format!(", mean in flight={m:.1}"),
             None => String::new(),
         };
+        let stalled = match self.stalled_share {
+            Some(s) if s > 0.0 => format!(", device stalled {:.1} % of the time", s * 100.0),
+            _ => String::new(),
+        };
         let _ = writeln!(
             o,
-            "  controller: final in-flight limit={}, batch={}{mean}, time to converge={} (held limit within ±10% of its final value from then on; trial legs < 100 ms not counted)",
+            "  controller: final in-flight limit={}, batch={}{mean}{stalled}, time to converge={} (held limit within ±10% of its final value from then on; trial legs < 100 ms not counted)",
             self.final_limit, self.final_batch, conv
         );
         for r in &self.ring_lines {
@@ -351,6 +362,7 @@ mod tests {
             final_limit: 64,
             final_batch: 8,
             in_flight_mean: Some(52.4),
+            stalled_share: Some(0.056),
             converge: Some(Duration::from_millis(1234)),
             ring_lines: vec![RingLine {
                 ring: 0,
@@ -403,6 +415,7 @@ mod tests {
         assert_eq!(v["final_in_flight_limit"], 64);
         assert_eq!(v["converge_ms"], 1234);
         assert_eq!(v["in_flight_mean"].as_f64(), Some(52.4));
+        assert_eq!(v["stalled_share"].as_f64(), Some(0.056));
         assert_eq!(v["controller"], "aimd");
         assert_eq!(v["rw"], "randread");
         assert_eq!(v["timeline"][0]["t_ms"].as_f64(), Some(250.0));
@@ -418,7 +431,10 @@ mod tests {
         assert!(t.contains("read: IOPS=100.0k"), "{t}");
         assert!(t.contains("BW=390.6MiB/s"), "{t}");
         assert!(t.contains("p99=1.02ms"), "{t}");
-        assert!(t.contains("batch=8, mean in flight=52.4,"), "{t}");
+        assert!(
+            t.contains("batch=8, mean in flight=52.4, device stalled 5.6 % of the time,"),
+            "{t}"
+        );
         assert!(t.contains("p99.9=2.10ms"), "{t}");
         assert!(t.contains("min=40.0µs"), "{t}");
         assert!(t.contains("errors=3"), "{t}");
