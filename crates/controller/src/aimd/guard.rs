@@ -74,18 +74,10 @@ impl Guard {
         if self.completions < min.max(1) {
             return None;
         }
-        let lo = self
-            .ticks
-            .iter()
-            .map(|t| t.hist.min_ns())
-            .min()
-            .unwrap_or(0);
-        let hi = self
-            .ticks
-            .iter()
-            .map(|t| t.hist.max_ns())
-            .max()
-            .unwrap_or(0);
+        // The window holds completions, so it holds ticks.
+        let (lo, hi) = self.ticks.iter().fold((u64::MAX, 0), |(lo, hi), t| {
+            (lo.min(t.hist.min_ns()), hi.max(t.hist.max_ns()))
+        });
         Some(percentile_of(&self.counts, self.completions, lo, hi, q))
     }
 

@@ -931,6 +931,49 @@ fn a_wide_first_step_still_walks_down_to_a_knee_below_the_start() {
     assert!((8..=10).contains(&l), "limit {l}: {:?}", d.c.state());
 }
 
+/// A knee-16 device with 1 ms service time: settled near 16-20, its P50
+/// is 1-1.25 ms, over the guard's body bound (ceiling / 10).
+fn knee16(now_ms: u64, l: u32) -> Sample {
+    device(now_ms, l, 16, 1000)
+}
+
+/// Settles on [`knee16`] into STEADY, then runs one tick of `pause` and one
+/// that also delivers an eighth more ops at 15 ms (a stall's tail, over
+/// the 10 ms ceiling). Returns the driver and the limit before the pause.
+fn tail_after(pause: impl FnMut(u64, u32) -> Sample) -> (Driver, u32) {
+    let late = |t, l: u32| {
+        let mut s = knee16(t, l);
+        let n = s.completions / 8;
+        s.latency.record_n(15_000_000, n);
+        s.completions += n;
+        s
+    };
+    let mut d = Driver::new(no_reprobe(), limits());
+    d.until_settled(2000, knee16);
+    d.until(AimdPhase::Steady, 20, knee16);
+    for _ in 0..10 {
+        d.step(knee16);
+    }
+    assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
+    let before = d.c.current().in_flight_limit;
+    d.step(pause);
+    d.step(late);
+    (d, before)
+}
+
+/// A tick in which `share` of [`knee16`]'s completions arrive, at 1 ms,
+/// with `stalled` measured by the ring.
+fn paused(share: u64, stalled: Duration) -> impl FnMut(u64, u32) -> Sample {
+    move |t, l: u32| {
+        let mut s = knee16(t, l);
+        s.completions /= share;
+        s.latency = HistogramSnapshot::default();
+        s.latency.record_n(1_000_000, s.completions);
+        s.stalled = stalled;
+        s
+    }
+}
+
 #[test]
 fn a_stall_tail_over_the_ceiling_holds_the_limit_but_the_same_tail_without_a_stall_cuts() {
     // Windows like this machine's virtio disk at depth ~100: P50 1.4 ms,
@@ -938,51 +981,18 @@ fn a_stall_tail_over_the_ceiling_holds_the_limit_but_the_same_tail_without_a_sta
     // the stalled ops at 15 ms. The guard window's P99 (15 ms) is over the
     // 10 ms ceiling and its P95 over the body bound, but cutting the depth
     // cannot shorten a stall: the guard holds (and caps the limit).
-    // A knee-16 device with 1 ms service time: settled near 16-20, its
-    // P50 is 1-1.25 ms, over the body bound (ceiling / 10).
-    let dev = |t, l: u32| device(t, l, 16, 1000);
-    let stalled = |t, l: u32| {
-        let mut s = dev(t, l);
-        s.completions /= 20;
-        s.latency = HistogramSnapshot::default();
-        s.latency.record_n(1_000_000, s.completions);
-        s
-    };
-    let late = |t, l: u32| {
-        let mut s = dev(t, l);
-        let n = s.completions / 8;
-        s.latency.record_n(15_000_000, n);
-        s.completions += n;
-        s
-    };
-    for stall in [true, false] {
-        let mut d = Driver::new(no_reprobe(), limits());
-        d.until_settled(2000, dev);
-        d.until(AimdPhase::Steady, 20, dev);
-        for _ in 0..10 {
-            d.step(dev);
-        }
-        assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
-        let before = d.c.current().in_flight_limit;
-        if stall {
-            d.step(stalled);
-        } else {
-            d.step(dev);
-        }
-        d.step(late);
-        if stall {
-            assert_ne!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
-            assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
-            assert!(
-                d.c.state().reason.contains("device's tail"),
-                "{:?}",
-                d.c.state()
-            );
-        } else {
-            assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
-            assert!(d.c.current().in_flight_limit < before);
-        }
-    }
+    let (d, before) = tail_after(paused(20, Duration::ZERO));
+    assert_ne!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+    assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
+    assert!(
+        d.c.state().reason.contains("device's tail"),
+        "{:?}",
+        d.c.state()
+    );
+    // The same tail without the stall tick is queueing: it cuts.
+    let (d, before) = tail_after(knee16);
+    assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+    assert!(d.c.current().in_flight_limit < before);
 }
 
 #[test]
@@ -990,47 +1000,16 @@ fn a_measured_stall_marks_the_tail_as_the_device_s_even_when_no_tick_collapsed()
     // The real disk's stalls last a few ms: the tick holding one loses
     // half its completions, not two thirds, so no tick collapses; the
     // ring's gap measurement reports the stalled time. With it the guard
-    // holds; the same ticks without it cut (the previous test's control).
-    let dev = |t, l: u32| device(t, l, 16, 1000);
-    for measured in [true, false] {
-        let paused = |t, l: u32| {
-            let mut s = dev(t, l);
-            s.completions /= 2;
-            s.latency = HistogramSnapshot::default();
-            s.latency.record_n(1_000_000, s.completions);
-            if measured {
-                s.stalled = Duration::from_millis(5);
-            }
-            s
-        };
-        let late = |t, l: u32| {
-            let mut s = dev(t, l);
-            let n = s.completions / 8;
-            s.latency.record_n(15_000_000, n);
-            s.completions += n;
-            s
-        };
-        let mut d = Driver::new(no_reprobe(), limits());
-        d.until_settled(2000, dev);
-        d.until(AimdPhase::Steady, 20, dev);
-        for _ in 0..10 {
-            d.step(dev);
-        }
-        assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
-        let before = d.c.current().in_flight_limit;
-        d.step(paused);
-        d.step(late);
-        if measured {
-            assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
-            assert!(
-                d.c.state().reason.contains("device's tail"),
-                "{:?}",
-                d.c.state()
-            );
-        } else {
-            assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
-        }
-    }
+    // holds; the same ticks without it cut.
+    let (d, before) = tail_after(paused(2, Duration::from_millis(5)));
+    assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
+    assert!(
+        d.c.state().reason.contains("device's tail"),
+        "{:?}",
+        d.c.state()
+    );
+    let (d, _) = tail_after(paused(2, Duration::ZERO));
+    assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
 }
 
 #[test]
