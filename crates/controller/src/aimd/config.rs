@@ -69,8 +69,8 @@ pub struct AimdConfig {
     pub latency_guard_mult: f64,
     /// …or above this ceiling (µs). Settable at run time.
     pub p99_ceiling_us: u64,
-    /// After a latency backoff the controller holds the new limit, and no
-    /// probe goes above it, for this long (ms) after the last violation;
+    /// After a latency backoff no probe goes above the new limit (descend
+    /// trials may go below it) for this long (ms) after the last violation;
     /// then the cap expires and re-probes may find the pre-violation level
     /// again.
     pub cap_ms: u64,

@@ -329,10 +329,12 @@ impl Aimd {
         self.guard.after_cut = true;
         let cap = self.limit;
         self.cap = Some((cap, Duration::from_millis(self.cfg.cap_ms)));
+        // After the cut: find where throughput stops growing below the
+        // cap (descend trials; none above the cap until it expires).
         self.after_settle = if self.baseline_p99.is_none() {
             AimdPhase::Baseline
         } else {
-            AimdPhase::Steady
+            AimdPhase::Probing
         };
         self.enter(
             AimdPhase::Backoff,

@@ -10,7 +10,9 @@
 //!   bracket; without one, `top × descend_factor`. A lower level that holds
 //!   the throughput becomes the top, one that loses becomes the bottom.
 //!   Probing ends at the top once `top / bottom ≤ bracket_ratio` (or at the
-//!   minimum).
+//!   minimum). A climb that cannot go higher (the cap after a latency
+//!   backoff, or `max_in_flight`) descends from where it is; so does the
+//!   probe that follows a backoff.
 //!
 //! Big steps first, because a trial's cost grows as its step shrinks: it
 //! must resolve a throughput difference of `gain_epsilon × ln(hi/lo)`
@@ -126,11 +128,11 @@ impl Aimd {
             } else {
                 "the maximum in-flight limit"
             };
-            self.conclude(
-                from,
-                origin,
-                format!("probing reached {what} ({from}); holding"),
-            );
+            // Nothing above to try: see whether less holds the throughput
+            // (after a latency backoff the cap is where latency broke, not
+            // where throughput stopped growing).
+            let why = format!("probing reached {what} ({from})");
+            self.descend(from, origin, start, bottom, why);
             return;
         }
         self.begin_trial(Direction::Climb, from, hi, origin, start, bottom);
