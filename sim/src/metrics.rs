@@ -169,6 +169,7 @@ mod tests {
                 in_flight_avg: 0.0,
                 in_flight_peak: l / 2,
                 backlog: 0,
+                stalled_ms: 0.0,
                 phase: String::new(),
                 reason: String::new(),
             })

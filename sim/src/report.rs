@@ -353,20 +353,20 @@ pub fn write_plots(
 
 /// Write `NAME.csv` for every scenario into `dir`: one row per controller
 /// and tick (`controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,
-/// in_flight_peak,backlog,phase,reason`; the controller's reason only on
+/// in_flight_peak,backlog,stalled_ms,phase,reason`; the controller's reason only on
 /// the ticks where it changed), for plotting and reading elsewhere.
 pub fn write_series(reports: &[ScenarioReport], dir: &Path) -> Result<Vec<PathBuf>, SimError> {
     let mut paths = Vec::new();
     for r in reports {
         let mut out = String::from(
-            "controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,in_flight_peak,backlog,phase,reason\n",
+            "controller,t_s,limit,batch,iops,p50_us,p99_us,in_flight_avg,in_flight_peak,backlog,stalled_ms,phase,reason\n",
         );
         for (_, run) in &r.runs {
             let label = run.controller.replace([',', '"', '\n'], " ");
             for t in &run.ticks {
                 let _ = writeln!(
                     out,
-                    "{label},{:.3},{},{},{:.0},{:.1},{:.1},{:.2},{},{},{},\"{}\"",
+                    "{label},{:.3},{},{},{:.0},{:.1},{:.1},{:.2},{},{},{:.3},{},\"{}\"",
                     t.t_s,
                     t.limit,
                     t.batch,
@@ -376,6 +376,7 @@ pub fn write_series(reports: &[ScenarioReport], dir: &Path) -> Result<Vec<PathBu
                     t.in_flight_avg,
                     t.in_flight_peak,
                     t.backlog,
+                    t.stalled_ms,
                     t.phase.replace([',', '\n'], " "),
                     t.reason.replace(['"', '\n'], "'")
                 );

@@ -164,6 +164,9 @@ pub struct TickPoint {
     pub in_flight_peak: u32,
     /// Backlog at the tick.
     pub backlog: u32,
+    /// Time the device stood still with ops in flight, ms (the sample's
+    /// `stalled`, from the completion gaps).
+    pub stalled_ms: f64,
     /// Controller phase after the tick.
     pub phase: String,
     /// The controller's reason after the tick when it changed at this tick,
@@ -437,6 +440,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                     in_flight_avg: sample.in_flight_avg,
                     in_flight_peak: sample.in_flight_peak,
                     backlog: sample.backlog,
+                    stalled_ms: sample.stalled.as_secs_f64() * 1e3,
                     phase: state.phase,
                     reason: if state.reason != last_reason {
                         last_reason.clone_from(&state.reason);

@@ -881,6 +881,7 @@ mod tests {
                     in_flight_avg: 10.0,
                     in_flight_peak: limit_at(t),
                     backlog: 1,
+                    stalled_ms: 0.0,
                     phase: "steady".into(),
                     reason: String::new(),
                 }

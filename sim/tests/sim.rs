@@ -354,3 +354,25 @@ fn bad_run_specs_are_errors_not_panics() {
     )
     .is_err());
 }
+
+#[test]
+fn the_simulated_ring_measures_the_device_stalls_as_stalled_time() {
+    // 20 device-wide stalls a second of 5 ms each: ≈ 10 % of the time
+    // nothing completes (a little less where two overlap). The samples'
+    // stalled time, from the rings' completion gaps, finds about that much;
+    // the same device without stalls, nothing.
+    let stalled_share = |rate_hz: f64| {
+        let mut p = DeviceParams::preset("nvme").unwrap();
+        p.stall_rate_hz = rate_hz;
+        p.stall_ns = 5_000_000;
+        let mut s = spec("nvme", 2.0, 7);
+        s.device = DeviceSpec::Model(p);
+        let r = runner::run(&s, &fixed(32)).unwrap();
+        let ms: f64 = r.ticks.iter().map(|t| t.stalled_ms).sum();
+        ms / 2000.0
+    };
+    let with = stalled_share(20.0);
+    assert!((0.07..0.11).contains(&with), "stalled {with}");
+    let without = stalled_share(0.0);
+    assert!(without < 0.002, "stalled {without} without stalls");
+}
