@@ -68,11 +68,6 @@ impl CompletionGaps {
         self.long_ns = ns;
     }
 
-    /// The current threshold (ns).
-    pub fn long_ns(&self) -> u64 {
-        self.long_ns
-    }
-
     /// Ops were handed to the device at `now_ns`: an idle ring starts a gap.
     #[inline]
     pub fn on_handoff(&mut self, now_ns: u64) {
