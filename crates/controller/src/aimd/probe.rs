@@ -14,14 +14,25 @@
 //!   backoff, or `max_in_flight`) descends from where it is; so does the
 //!   probe that follows a backoff.
 //!
+//! A periodic re-probe (from STEADY/CONVERGED) moves the limit only on
+//! clear evidence: a trial that runs out of pairs with its mean within the
+//! noise keeps the level the probe trusts (a climb's lower limit, a
+//! descent's upper one). A re-probe that moves nothing doubles the wait
+//! before the next one (up to [`MAX_REPROBE_BACKOFF`] × `reprobe_ms`).
+//!
 //! Big steps first, because a trial's cost grows as its step shrinks: it
 //! must resolve a throughput difference of `gain_epsilon × ln(hi/lo)`
 //! against the device's noise.
 
-use super::trial::{Trial, Verdict};
+use super::trial::{Evidence, Trial, Verdict};
 use super::{Aimd, AimdPhase};
 use crate::sample::Sample;
 use std::time::Duration;
+
+/// A run of periodic re-probes that find nothing stretches the wait between
+/// them up to this many times `reprobe_ms` (each costs a trial's throughput
+/// or latency; a material change is caught by the watch meanwhile).
+pub(super) const MAX_REPROBE_BACKOFF: u32 = 4;
 
 /// Where a periodic re-probe came from: (phase, limit, time in that phase).
 pub(super) type Origin = (AimdPhase, u32, Duration);
@@ -215,13 +226,17 @@ impl Aimd {
     }
 
     /// Probing is over at `limit`: back to the origin's phase when a
-    /// re-probe moved nothing, otherwise settle into STEADY.
+    /// re-probe moved nothing (and wait twice as long for the next one),
+    /// otherwise settle into STEADY.
     fn conclude(&mut self, limit: u32, origin: Option<Origin>, why: String) {
         self.probe = None;
-        self.reprobe_every = Duration::from_millis(self.cfg.reprobe_ms).max(self.probe_elapsed * 2);
+        let base = Duration::from_millis(self.cfg.reprobe_ms).max(self.probe_elapsed * 2);
+        let last_wait = std::mem::replace(&mut self.reprobe_every, base);
         self.set_limit(limit);
         if let Some((ph, l0, el)) = origin {
             if self.limit == l0 {
+                let most = Duration::from_millis(self.cfg.reprobe_ms) * MAX_REPROBE_BACKOFF;
+                self.reprobe_every = (last_wait * 2).min(most).max(base);
                 let why = format!(
                     "{why}; re-probe found no better limit, {} at {l0}",
                     ph.as_str()
@@ -278,12 +293,26 @@ impl Aimd {
         }
         let how = p.trial.describe();
         let e = p.trial.elasticity().map_or(1.0, |(e, _)| e);
-        let Some(verdict) = p.trial.verdict() else {
+        let Some((verdict, evidence)) = p.trial.outcome() else {
             let next = p.trial.limit();
             self.set_limit(next);
             self.reason = format!("{}trial {lo} vs {hi}: {how}", self.prefix());
             return;
         };
+        if origin.is_some() && evidence == Evidence::OnAverage {
+            // A periodic re-probe asks whether the device changed; a trial
+            // that cannot tell its two limits apart says it did not. Moving
+            // on the mean's guess would only walk the limit along a plateau
+            // (up a climb's step, or down a descent's), paying latency or
+            // throughput for nothing.
+            let keep = match dir {
+                Direction::Climb => lo,
+                Direction::Descend => hi,
+            };
+            let why = format!("re-probe: trial {lo} vs {hi} could not tell them apart ({how})");
+            self.conclude(keep, origin, format!("{why}; keeping {keep}"));
+            return;
+        }
         match (dir, verdict) {
             (Direction::Climb, Verdict::HiWins) => {
                 let why = format!("{hi} beat {lo} ({how})");

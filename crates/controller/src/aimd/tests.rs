@@ -674,6 +674,96 @@ fn a_periodic_reprobe_that_finds_nothing_returns_to_converged() {
     );
 }
 
+/// Starts of re-probes (tick index) over `ticks` ticks, and the limit
+/// held in every STEADY/CONVERGED tick.
+fn reprobe_starts(
+    d: &mut Driver,
+    ticks: u32,
+    mut f: impl FnMut(u64, u32) -> Sample,
+) -> (Vec<u32>, Vec<u32>) {
+    let (mut starts, mut held) = (vec![], vec![]);
+    let mut was = d.c.phase();
+    for i in 0..ticks {
+        d.step(&mut f);
+        let now = d.c.phase();
+        if now == AimdPhase::Probing && was != AimdPhase::Probing {
+            starts.push(i);
+        }
+        if matches!(now, AimdPhase::Steady | AimdPhase::Converged) {
+            held.push(d.c.current().in_flight_limit);
+        }
+        was = now;
+    }
+    (starts, held)
+}
+
+#[test]
+fn reprobes_on_a_noisy_plateau_rarely_move_the_limit() {
+    // Flat above 16, ±50 % tick noise: no trial between two limits up
+    // there can tell them apart within max_pairs. Deciding on the mean
+    // anyway moved the limit at 125 of 160 re-probes over these seeds,
+    // walking it anywhere from 16 to 256; a re-probe that keeps its
+    // level unless the pairs show a difference moved it at 36 of 116
+    // (false clear verdicts and probes after the watch's false alarms).
+    let (mut starts, mut moves) = (0, 0);
+    for seed in 1..=12u64 {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut dev = move |t, l| noisy(&mut rng, 0.5, device(t, l, 16, 500), l);
+        let mut d = Driver::new(AimdConfig::default(), Limits::new(1, 256, 16));
+        d.until_settled(5000, &mut dev);
+        let (s, held) = reprobe_starts(&mut d, 9000, &mut dev);
+        starts += s.len();
+        moves += held.windows(2).filter(|w| w[0] != w[1]).count();
+    }
+    assert!(starts >= 60, "only {starts} re-probes");
+    assert!(
+        moves * 10 < starts * 4,
+        "{moves} of {starts} re-probes moved the limit"
+    );
+}
+
+#[test]
+fn each_fruitless_reprobe_doubles_the_wait_for_the_next() {
+    let mut d = Driver::new(AimdConfig::default(), limits());
+    d.until_settled(3000, knee64);
+    let l = d.c.current().in_flight_limit;
+    let (starts, held) = reprobe_starts(&mut d, 6000, knee64);
+    assert!(held.iter().all(|&h| h == l), "{l}: {held:?}");
+    // Start to start: a short probe plus a wait of 4 s after the first
+    // fruitless re-probe, twice as long after each further one, up to
+    // 4 x reprobe_ms = 8 s.
+    let gaps: Vec<u32> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 4, "re-probes at ticks {starts:?}");
+    for g in gaps.windows(2) {
+        assert!(g[1] >= g[0], "gaps {gaps:?}");
+    }
+    let (first, last) = (gaps[0], gaps[gaps.len() - 1]);
+    assert!((400..500).contains(&first), "gaps {gaps:?}");
+    assert!(gaps[1] > first * 18 / 10, "gaps {gaps:?}");
+    assert!((800..1000).contains(&last), "gaps {gaps:?}");
+}
+
+#[test]
+fn a_periodic_reprobe_still_follows_a_knee_that_moved_up_unseen() {
+    // The knee moves from 64 to 128 at the same per-op latency: the
+    // throughput at the limit in force does not change, so only a
+    // re-probe can find the new depth, and its trials show it clearly.
+    let mut d = Driver::new(AimdConfig::default(), limits());
+    d.until_settled(3000, knee64);
+    let l = d.c.current().in_flight_limit;
+    assert!((64..=80).contains(&l), "{l}: {:?}", d.c.state());
+    let moved = |t, l: u32| device(t, l, 128, 100);
+    for _ in 0..3000 {
+        d.step(moved);
+    }
+    let now = d.c.current().in_flight_limit;
+    assert!(
+        (128..=160).contains(&now),
+        "{l} -> {now}: {:?}",
+        d.c.state()
+    );
+}
+
 #[test]
 fn empty_windows_never_change_anything_but_timers() {
     let mut d = Driver::new(AimdConfig::default(), limits());

@@ -45,6 +45,18 @@ pub(crate) enum Verdict {
     LoHolds,
 }
 
+/// How a verdict was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Evidence {
+    /// The mean cleared `epsilon` by `z` standard errors: the pairs show it.
+    Clear,
+    /// `max_pairs` ran out with the mean within the noise of `epsilon`: the
+    /// better guess, no more. On a plateau most trials end this way (this
+    /// machine's disk: elasticity ±0.15 after 20 pairs, against a
+    /// threshold of 0.05).
+    OnAverage,
+}
+
 /// The trial's parameters (from `AimdConfig`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct TrialRules {
@@ -318,7 +330,13 @@ impl Trial {
     }
 
     /// The verdict, once the pairs allow one.
+    #[cfg(test)]
     pub fn verdict(&self) -> Option<Verdict> {
+        self.outcome().map(|(v, _)| v)
+    }
+
+    /// The verdict and how it was reached, once the pairs allow one.
+    pub fn outcome(&self) -> Option<(Verdict, Evidence)> {
         let n = self.pairs();
         if n < self.rules.min_pairs.max(1) || self.half.is_some() {
             return None;
@@ -329,18 +347,19 @@ impl Trial {
         // tails at 2-4 degrees of freedom): demand more of them.
         let z = self.rules.z * (1.0 + 2.0 / (f64::from(n) - 1.0).max(1.0));
         if e - z * se > self.rules.early_floor.min(eps) {
-            Some(Verdict::HiWins)
+            Some((Verdict::HiWins, Evidence::Clear))
         } else if e + z * se < eps {
-            Some(Verdict::LoHolds)
+            Some((Verdict::LoHolds, Evidence::Clear))
         } else if n >= self.rules.max_pairs {
             // Out of time: the mean without the two extreme pairs decides
             // (a device stall in one leg makes one outlier pair; it must
             // not decide alone).
-            Some(if self.trimmed_mean() / self.span() > eps {
+            let v = if self.trimmed_mean() / self.span() > eps {
                 Verdict::HiWins
             } else {
                 Verdict::LoHolds
-            })
+            };
+            Some((v, Evidence::OnAverage))
         } else {
             None
         }
@@ -553,6 +572,46 @@ mod tests {
             "only {long}/40 trials went past the minimum pairs"
         );
         assert!(hi_wins >= 20, "hi won only {hi_wins}/40");
+    }
+
+    #[test]
+    fn a_verdict_says_whether_the_pairs_showed_it_or_the_mean_guessed_it() {
+        // 64 -> 128 under ±20 % tick noise: a 40 % gain is clear within
+        // a few pairs; a 4 % gain (elasticity 0.057, just above epsilon)
+        // cannot be told from the threshold, and the mean decides at
+        // max_pairs, saying so.
+        let outcome = |gain: f64, seed: u64| {
+            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut t = Trial::new(64, 128, false, rules());
+            for _ in 0..1000 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
+                let base = if t.limit() == 128 {
+                    1000.0 * gain
+                } else {
+                    1000.0
+                };
+                t.feed((base * (0.8 + 0.4 * u)) as u64, 0.01);
+                if let Some(o) = t.outcome() {
+                    return (o, t.pairs());
+                }
+            }
+            panic!("no verdict: {}", t.describe());
+        };
+        for seed in 1..=10 {
+            let ((v, how), pairs) = outcome(1.4, seed);
+            assert_eq!((v, how), (Verdict::HiWins, Evidence::Clear), "seed {seed}");
+            assert!(pairs < rules().max_pairs, "seed {seed}: {pairs} pairs");
+        }
+        let guessed = (1..=10)
+            .filter(|&seed| {
+                let ((_, how), pairs) = outcome(1.04, seed);
+                how == Evidence::OnAverage && pairs == rules().max_pairs
+            })
+            .count();
+        assert!(guessed >= 7, "only {guessed}/10 ran out of pairs");
     }
 
     #[test]
