@@ -404,7 +404,7 @@ pub fn run(spec: &RunSpec, config: &ControllerConfig) -> Result<RunResult, SimEr
                 r.meter
                     .set_backlog(r.backlog.min(u64::from(u32::MAX)) as u32);
                 let mut sample = r.meter.take_sample(Duration::from_nanos(now), r.in_flight);
-                sample.stalled = r.stalled_since_last_tick();
+                sample.stalled = r.stalled_since_last_tick(sample.latency.p50_ns());
                 let d = r.ctrl.tick(&sample);
                 r.limit = d.in_flight_limit.max(1);
                 r.batch = d.batch_threshold.max(1);
@@ -614,8 +614,9 @@ impl Runner {
     }
 
     /// The device's stalled time since the last tick (see
-    /// [`StallDetector`]), and the threshold for the next interval.
-    fn stalled_since_last_tick(&mut self) -> Duration {
+    /// [`StallDetector`]), and the threshold for the next interval (which
+    /// also rests on the interval's median latency, `p50_ns`).
+    fn stalled_since_last_tick(&mut self, p50_ns: u64) -> Duration {
         let now = self.gaps.stats();
         let g = now.since(&self.last_gaps);
         self.last_gaps = now;
@@ -625,6 +626,7 @@ impl Runner {
             long_gaps: g.long_gaps,
             long_gap_ns: g.long_gap_ns,
         });
+        self.stall.observe_latency(p50_ns);
         self.gaps.set_long_ns(self.stall.long_gap_ns());
         stalled
     }

@@ -217,6 +217,9 @@ pub(crate) struct Shard {
     /// in-flight limit.
     held_len: AtomicU32,
     pub(crate) ring_stats: Mutex<RingStats>,
+    /// The last tick's median latency (ns), for the stall detector at the
+    /// next tick (which runs under the ring lock, before the sample).
+    last_p50_ns: AtomicU64,
     io_seq: AtomicU64,
     pub(crate) ctl: Mutex<CtlBox>,
     pub(crate) published: Mutex<Published>,
@@ -310,6 +313,7 @@ impl Shard {
             held: Mutex::new(HeldQueue::default()),
             held_len: AtomicU32::new(0),
             ring_stats: Mutex::new(last_stats),
+            last_p50_ns: AtomicU64::new(0),
             io_seq: AtomicU64::new(0),
             ctl: Mutex::new(CtlBox { controller, limits }),
             published: Mutex::new(Published {
@@ -1268,6 +1272,7 @@ impl Shard {
                 long_gaps: g.long_gaps,
                 long_gap_ns: g.long_gap_ns,
             });
+            core.stall.observe_latency(self.last_p50_ns.load(Relaxed));
             let long = core.stall.long_gap_ns();
             core.ring.set_long_gap_ns(long);
             core.last_stats = rs;
@@ -1286,6 +1291,7 @@ impl Shard {
         sample.enter_calls = d_submits;
         sample.sqes_submitted = d_sqes;
         sample.stalled = stalled;
+        self.last_p50_ns.store(sample.latency.p50_ns(), Relaxed);
         let (decision, state) = {
             let mut c = lock(&self.ctl);
             let d = c.controller.tick(&sample);
