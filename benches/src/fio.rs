@@ -251,6 +251,23 @@ pub fn compare_points(auraio: (f64, u64), fio: &[(f64, u64)], direct: bool) -> O
     })
 }
 
+/// fio's depths other than `best` whose IOPS came within
+/// [`RUNNER_UP_SHARE`] of the best's: which of them is "best" is a coin
+/// flip of the disk's minute-to-minute drift (this machine's: ±3-4 % per
+/// 10 s run), and their P99s can differ by 2×, so the table shows how
+/// auraio fares against each too. The verdict stays against the best.
+pub fn runners_up(fio: &[FioResult], best: usize) -> Vec<usize> {
+    let Some(b) = fio.get(best) else {
+        return Vec::new();
+    };
+    (0..fio.len())
+        .filter(|&i| i != best && fio[i].iops >= b.iops * (1.0 - RUNNER_UP_SHARE))
+        .collect()
+}
+
+/// See [`runners_up`]: 2 %.
+pub const RUNNER_UP_SHARE: f64 = 0.02;
+
 /// The side-by-side table; `extra` are further auraio runs (e.g. a fixed
 /// depth) shown as rows without entering the verdict.
 pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) -> String {
@@ -306,6 +323,20 @@ pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) 
                 fio[c.best].iodepth,
                 c.verdict()
             );
+            for i in runners_up(fio, c.best) {
+                let f = &fio[i];
+                let single = [(f.iops, f.clat.p99)];
+                let point = (auraio.iops(), auraio.latency.p99);
+                if let Some(r) = compare_points(point, &single, auraio.direct) {
+                    let _ = writeln!(
+                        o,
+                        "  context: fio's iodepth={} was within {:.1} % of its best (within a run's noise); against it: {}",
+                        f.iodepth,
+                        (1.0 - f.iops / fio[c.best].iops) * 100.0,
+                        r.verdict()
+                    );
+                }
+            }
         }
         None => {
             let _ = writeln!(o, "no fio result to compare with");
@@ -437,6 +468,18 @@ mod tests {
         assert!(t.contains("iodepth=64 *"), "{t}");
         assert!(t.contains("97.7 %"), "{t}");
         assert!(t.contains("target met"), "{t}");
+
+        // fio's depth 128 came within 0.8 % of its best: the table says
+        // how auraio fares against it too; depth 16 (30 % off) is no
+        // runner-up.
+        assert_eq!(runners_up(&fio, 1), vec![2]);
+        assert!(
+            t.contains("context: fio's iodepth=128 was within 0.8 % of its best"),
+            "{t}"
+        );
+        assert!(t.contains("against it: IOPS 98.4 %"), "{t}");
+        assert!(!t.contains("iodepth=16 was within"), "{t}");
+        assert!(runners_up(&fio, 7).is_empty());
 
         a.latency.p99 = 1_500_000;
         assert!(!compare(&a, &fio).unwrap().meets_target());
