@@ -151,6 +151,7 @@ pub const BUILTIN: &[&str] = &[
     "virtio",
     "virtio-noisy",
     "virtio-busy",
+    "virtio-stalls",
 ];
 
 /// A built-in scenario by name.
@@ -313,6 +314,10 @@ pub fn builtin(name: &str) -> Option<Scenario> {
         "virtio-busy" => noisy_bench(
             "virtio-busy",
             "the disk on a busy day: noisy, +8 % per doubling up to QD 128, 10 s like the bench",
+        ),
+        "virtio-stalls" => noisy_bench(
+            "virtio-stalls",
+            "virtio-busy with the disk's stalls (4 ms, 12/s): the P99 in the stalls' tail from QD 64, 10 s like the bench",
         ),
         _ => return None,
     };
