@@ -20,29 +20,47 @@ pub const HOLD: Duration = Duration::from_millis(100);
 
 /// The series with every run of equal values that lasts less than `min`
 /// replaced by the last value held before it (the first value at the
-/// start). A run lasts from its first point to the first point after it.
+/// start), while the short runs are legs around that value (a trial's legs
+/// alternate between the level it started from and one other). A run lasts
+/// from its first point to the first point after it. Short runs that do
+/// not touch the held level (a probe that climbed on without holding any
+/// level) hold nothing: they become NaN, within no band, until a value
+/// lasts `min` again.
 pub fn held_levels(series: &[(Duration, f64)], min: Duration) -> Vec<(Duration, f64)> {
     let mut out = series.to_vec();
     let Some(&(_, first)) = series.first() else {
         return out;
     };
-    let mut level = first;
+    // The runs of equal values: (start index, end index, value).
+    let mut runs = Vec::new();
     let mut i = 0;
     while i < series.len() {
         let mut j = i;
         while j < series.len() && series[j].1 == series[i].1 {
             j += 1;
         }
+        runs.push((i, j, series[i].1));
+        i = j;
+    }
+    let mut level = first;
+    for (k, &(i, j, v)) in runs.iter().enumerate() {
         // A run lasts until the next run starts; the last one until the
         // last point (a trial still running at the end is not held).
         let end = series.get(j).map_or(series[j - 1].0, |p| p.0);
-        if end.saturating_sub(series[i].0) >= min || (i == 0 && j == series.len()) {
-            level = series[i].1;
+        let lasts = end.saturating_sub(series[i].0) >= min;
+        if lasts || runs.len() == 1 {
+            level = v;
+        } else if v != level {
+            let beside = |r: Option<&(usize, usize, f64)>| r.is_some_and(|r| r.2 == level);
+            let around_level =
+                beside(k.checked_sub(1).and_then(|p| runs.get(p))) || beside(runs.get(k + 1));
+            if !around_level {
+                level = f64::NAN;
+            }
         }
         for p in &mut out[i..j] {
             p.1 = level;
         }
-        i = j;
     }
     out
 }
@@ -123,6 +141,38 @@ mod tests {
         assert_eq!(
             converge_time_held(&s(&pts)),
             Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn a_probe_that_never_holds_a_level_has_not_converged() {
+        // 16 held for 110 ms, a trial 16/64, then trials 64/91 and 91/137
+        // that never come back to 16 and never hold a level: converged at
+        // the end (it was 0.01 s when the legs counted as 16 held).
+        let mut pts: Vec<(u64, f64)> = (1..=11).map(|i| (i * 10, 16.0)).collect();
+        let mut t = 120;
+        for (lo, hi) in [(16.0, 64.0), (64.0, 91.0), (91.0, 137.0)] {
+            for k in 0..8 {
+                pts.push((t, if k % 2 == 0 { hi } else { lo }));
+                pts.push((t + 10, if k % 2 == 0 { hi } else { lo }));
+                t += 20;
+            }
+        }
+        let last = pts.last().unwrap().0;
+        assert_eq!(
+            converge_time_held(&s(&pts)),
+            Some(Duration::from_millis(last))
+        );
+        // The legs around 16 still count as 16 held.
+        let held = held_levels(&s(&pts), HOLD);
+        assert_eq!(held[15].1, 16.0);
+        assert!(held[pts.len() - 1].1.is_nan());
+        // Once 91 is held, it converges there (from the trial's last leg,
+        // already at 91).
+        pts.extend((0..20).map(|i| (t + i * 10, 91.0)));
+        assert_eq!(
+            converge_time_held(&s(&pts)),
+            Some(Duration::from_millis(t - 20))
         );
     }
 
