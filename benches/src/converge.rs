@@ -8,7 +8,10 @@
 //! The series is first reduced to the levels the controller *held*
 //! ([`held_levels`]): AIMD's paired trials toggle the limit in legs of
 //! 20–40 ms around where it sits, and a periodic re-probe is not a change
-//! of mind. The same rule judges the simulator's scenarios.
+//! of mind. The simulator's `metrics::held` judges its scenarios by the
+//! same rule, except that there a probe that never holds a level keeps
+//! the last level held before it (here nothing is held until a level
+//! lasts again; see [`held_levels`]).
 
 use std::time::Duration;
 
