@@ -543,6 +543,28 @@ mod tests {
         assert!(e.abs() < 0.05, "{e}");
     }
 
+    /// Feeds `t` ticks of 1000 completions at `lo` and `1000 × gain` at
+    /// `hi`, each times a uniform ±20 % noise drawn from `seed`, until it
+    /// has a verdict (at most 1000 ticks).
+    fn run_noisy(t: &mut Trial, gain: f64, seed: u64) {
+        let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        for _ in 0..1000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
+            let base = if t.limit() == t.hi {
+                1000.0 * gain
+            } else {
+                1000.0
+            };
+            t.feed((base * (0.8 + 0.4 * u)) as u64, 0.01);
+            if t.outcome().is_some() {
+                return;
+            }
+        }
+    }
+
     #[test]
     fn noise_makes_the_trial_longer_and_the_mean_decides_at_the_end() {
         // A gain of 4 % per doubling (elasticity 0.057, just above the
@@ -550,19 +572,8 @@ mod tests {
         // run longer than the minimum and mostly decide for hi.
         let (mut long, mut hi_wins) = (0, 0);
         for seed in 1..=40u64 {
-            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let mut t = Trial::new(64, 128, false, rules());
-            for _ in 0..1000 {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
-                let base = if t.limit() == 128 { 1040.0 } else { 1000.0 };
-                t.feed((base * (0.8 + 0.4 * u)) as u64, 0.01);
-                if t.verdict().is_some() {
-                    break;
-                }
-            }
+            run_noisy(&mut t, 1.04, seed);
             let v = t.verdict().expect("max_pairs forces a verdict");
             long += u32::from(t.pairs() > 3);
             hi_wins += u32::from(v == Verdict::HiWins);
@@ -581,24 +592,10 @@ mod tests {
         // cannot be told from the threshold, and the mean decides at
         // max_pairs, saying so.
         let outcome = |gain: f64, seed: u64| {
-            let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let mut t = Trial::new(64, 128, false, rules());
-            for _ in 0..1000 {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let u = (rng >> 11) as f64 / (1u64 << 53) as f64;
-                let base = if t.limit() == 128 {
-                    1000.0 * gain
-                } else {
-                    1000.0
-                };
-                t.feed((base * (0.8 + 0.4 * u)) as u64, 0.01);
-                if let Some(o) = t.outcome() {
-                    return (o, t.pairs());
-                }
-            }
-            panic!("no verdict: {}", t.describe());
+            run_noisy(&mut t, gain, seed);
+            let o = t.outcome().expect("max_pairs forces a verdict");
+            (o, t.pairs())
         };
         for seed in 1..=10 {
             let ((v, how), pairs) = outcome(1.4, seed);
