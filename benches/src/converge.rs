@@ -37,13 +37,9 @@ pub fn held_levels(series: &[(Duration, f64)], min: Duration) -> Vec<(Duration, 
     // The runs of equal values: (start index, end index, value).
     let mut runs = Vec::new();
     let mut i = 0;
-    while i < series.len() {
-        let mut j = i;
-        while j < series.len() && series[j].1 == series[i].1 {
-            j += 1;
-        }
-        runs.push((i, j, series[i].1));
-        i = j;
+    for run in series.chunk_by(|a, b| a.1 == b.1) {
+        runs.push((i, i + run.len(), run[0].1));
+        i += run.len();
     }
     let mut level = first;
     for (k, &(i, j, v)) in runs.iter().enumerate() {
