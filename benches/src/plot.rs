@@ -184,7 +184,7 @@ fn panel<DB: DrawingBackend>(
     let mut b = ChartBuilder::on(area);
     b.margin(12);
     if text {
-        b.x_label_area_size(32).y_label_area_size(64);
+        b.x_label_area_size(44).y_label_area_size(64);
     }
     let mut chart = b.build_cartesian_2d(0.0..t_max, 0.0..y_max).map_err(err)?;
     let mut mesh = chart.configure_mesh();
