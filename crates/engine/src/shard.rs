@@ -828,11 +828,7 @@ impl Shard {
     /// was 64 SQEs per enter and 75.4k IOPS against 84.1k in
     /// threshold-sized pieces (docs/benchmarks.md, session 8).
     fn refill_locked(&self, sh: &Shared, core: &mut Core, failed: &mut Vec<Failed>) {
-        let limit = self.limit.load(Relaxed);
-        if self.busy(core) >= limit || core.backlog.is_empty() {
-            return;
-        }
-        self.refill_pushes(sh, core, failed, limit);
+        self.refill_pushes(sh, core, failed, self.limit.load(Relaxed));
     }
 
     fn refill_pushes(&self, sh: &Shared, core: &mut Core, failed: &mut Vec<Failed>, limit: u32) {
