@@ -160,7 +160,8 @@ pub struct Args {
     pub also_fixed: bool,
 
     /// With --vs-fio: repeat the comparison this many times (auraio and fio
-    /// alternate which runs first) and judge it on the medians as well.
+    /// alternate which runs first; fio's deepest depths always run next to
+    /// auraio) and judge it on the medians as well.
     #[arg(long, default_value_t = 1, requires = "vs_fio", value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
 

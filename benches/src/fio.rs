@@ -268,6 +268,25 @@ pub fn runners_up(fio: &[FioResult], best: usize) -> Vec<usize> {
 /// See [`runners_up`]: 2 %.
 pub const RUNNER_UP_SHARE: f64 = 0.02;
 
+/// The order in which fio's `depths` run (indices into `depths`), so that
+/// the deepest, which usually make fio's best IOPS, run nearest in time to
+/// auraio's run: deepest first when auraio has just run
+/// (`after_auraio`), deepest last when auraio runs next. The disk drifts:
+/// two runs of the same workload differ by 4.4 % (rms) 6 s apart and by
+/// 9 % 48 s apart (docs/benchmarks.md, session 8), so in the fixed order
+/// 16, 32, 64, 128 after auraio, the comparison with iodepth 128, 40 s
+/// later, carried twice the drift of a neighbour's. Equal depths keep
+/// their order.
+pub fn run_order(depths: &[u32], after_auraio: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..depths.len()).collect();
+    if after_auraio {
+        order.sort_by_key(|&i| std::cmp::Reverse(depths[i]));
+    } else {
+        order.sort_by_key(|&i| depths[i]);
+    }
+    order
+}
+
 /// The side-by-side table; `extra` are further auraio runs (e.g. a fixed
 /// depth) shown as rows without entering the verdict.
 pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) -> String {
@@ -348,6 +367,18 @@ pub fn render_table(auraio: &RunResult, fio: &[FioResult], extra: &[RunResult]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_deepest_depths_run_next_to_auraio() {
+        let d = [16, 32, 64, 128];
+        assert_eq!(run_order(&d, true), [3, 2, 1, 0]);
+        assert_eq!(run_order(&d, false), [0, 1, 2, 3]);
+        // Given in any order, still by depth.
+        let d = [64, 8, 256];
+        assert_eq!(run_order(&d, true), [2, 0, 1]);
+        assert_eq!(run_order(&d, false), [1, 0, 2]);
+        assert!(run_order(&[], true).is_empty());
+    }
 
     /// Hand-written in the shape fio 3.x prints with `--output-format=json`
     /// (trimmed: fio prints many more fields), preceded by a warning line.

@@ -210,22 +210,23 @@ fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::
 
 /// `--vs-fio`: fio at each depth (and with `--also-fixed` auraio pinned
 /// at fio's best depth) after auraio's `first` run; with `--rounds N`,
-/// N such rounds (later ones alternate whether auraio or fio runs first)
+/// N such rounds (later ones alternate whether auraio or fio runs first;
+/// fio's deepest depths run next to auraio, see [`fio::run_order`])
 /// and the verdict on the medians.
 fn vs_fio(args: &Args, fio_bin: &Path, file: &Path, first: &RunResult) -> anyhow::Result<ExitCode> {
     let mut rounds = Vec::new();
-    let runs = fio_runs(args, fio_bin, file)?;
+    let runs = fio_runs(args, fio_bin, file, true)?;
     finish_round(args, file, first, runs, 1, &mut rounds)?;
     for r in 2..=args.rounds {
         let record = paths::output_dir().join(format!("trace-round{r}.jsonl"));
         // Even rounds run fio first, so drift over the rounds does not
         // always favour the same side.
         let (auraio, runs) = if r % 2 == 0 {
-            let runs = fio_runs(args, fio_bin, file)?;
+            let runs = fio_runs(args, fio_bin, file, false)?;
             (run_engine(args, file, &args.controller, &record)?.0, runs)
         } else {
             let auraio = run_engine(args, file, &args.controller, &record)?.0;
-            (auraio, fio_runs(args, fio_bin, file)?)
+            (auraio, fio_runs(args, fio_bin, file, true)?)
         };
         finish_round(args, file, &auraio, runs, r, &mut rounds)?;
     }
@@ -237,11 +238,20 @@ fn vs_fio(args: &Args, fio_bin: &Path, file: &Path, first: &RunResult) -> anyhow
     Ok(ExitCode::SUCCESS)
 }
 
-/// fio at each of `--fio-depths`.
-fn fio_runs(args: &Args, fio_bin: &Path, file: &Path) -> anyhow::Result<Vec<fio::FioResult>> {
+/// fio at each of `--fio-depths`, run in [`fio::run_order`] (the deepest
+/// next to auraio's run, which came just before when `after_auraio`);
+/// the results in `--fio-depths` order.
+fn fio_runs(
+    args: &Args,
+    fio_bin: &Path,
+    file: &Path,
+    after_auraio: bool,
+) -> anyhow::Result<Vec<fio::FioResult>> {
     let runtime = args.fio_runtime.unwrap_or(args.runtime);
-    let mut runs = Vec::new();
-    for &depth in &args.fio_depths.0 {
+    let depths = &args.fio_depths.0;
+    let mut runs = Vec::with_capacity(depths.len());
+    for i in fio::run_order(depths, after_auraio) {
+        let depth = depths[i];
         if !args.quiet {
             eprintln!(
                 "running fio at iodepth={depth} for {:.0} s ...",
@@ -258,9 +268,10 @@ fn fio_runs(args: &Args, fio_bin: &Path, file: &Path) -> anyhow::Result<Vec<fio:
             runtime,
             threads: args.threads,
         };
-        runs.push(fio::run_fio(fio_bin, &fio::fio_args(&job), depth)?);
+        runs.push((i, fio::run_fio(fio_bin, &fio::fio_args(&job), depth)?));
     }
-    Ok(runs)
+    runs.sort_by_key(|&(i, _)| i);
+    Ok(runs.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Ends round `r`: with `--also-fixed` runs auraio pinned at fio's best
