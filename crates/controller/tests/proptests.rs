@@ -128,6 +128,8 @@ struct Raw {
     tail_us: u64,
     peak: u32,
     backlog: u32,
+    /// The device's stalled time the ring measured in the tick (µs).
+    stalled_us: u64,
 }
 
 fn raw() -> impl Strategy<Value = Raw> {
@@ -138,15 +140,17 @@ fn raw() -> impl Strategy<Value = Raw> {
         1u64..40_000,
         0u32..400,
         prop_oneof![Just(0u32), 0u32..100],
+        prop_oneof![4 => Just(0u64), 1 => 1u64..40_000],
     )
         .prop_map(
-            |(interval_ms, completions, lat_us, tail_us, peak, backlog)| Raw {
+            |(interval_ms, completions, lat_us, tail_us, peak, backlog, stalled_us)| Raw {
                 interval_ms,
                 completions,
                 lat_us,
                 tail_us,
                 peak,
                 backlog,
+                stalled_us,
             },
         )
 }
@@ -163,6 +167,7 @@ fn build(r: &Raw, now: &mut Duration) -> Sample {
         backlog: r.backlog,
         enter_calls: r.completions / 4,
         sqes_submitted: r.completions,
+        stalled: Duration::from_micros(r.stalled_us),
         ..Sample::default()
     };
     let tail = r.completions / 50;
@@ -215,20 +220,21 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
 /// limit last went down, extended back to `min` completions.
 #[derive(Default)]
 struct GuardModel {
-    ticks: std::collections::VecDeque<HistogramSnapshot>,
+    /// Each tick's latencies and measured stalled time (ns).
+    ticks: std::collections::VecDeque<(HistogramSnapshot, u64)>,
 }
 
 impl GuardModel {
-    fn push(&mut self, h: &HistogramSnapshot, keep: usize, min: u64) {
+    fn push(&mut self, h: &HistogramSnapshot, stalled: Duration, keep: usize, min: u64) {
         if h.is_empty() {
             return;
         }
-        self.ticks.push_back(h.clone());
-        let total = |t: &std::collections::VecDeque<HistogramSnapshot>| -> u64 {
-            t.iter().map(|h| h.count()).sum()
+        self.ticks.push_back((h.clone(), stalled.as_nanos() as u64));
+        let total = |t: &std::collections::VecDeque<(HistogramSnapshot, u64)>| -> u64 {
+            t.iter().map(|(h, _)| h.count()).sum()
         };
         while self.ticks.len() > keep {
-            let front = self.ticks[0].count();
+            let front = self.ticks[0].0.count();
             if total(&self.ticks) - front < min && self.ticks.len() <= 256 {
                 break;
             }
@@ -238,23 +244,34 @@ impl GuardModel {
     fn p99(&self, min: u64) -> Option<u64> {
         self.percentile(min, 0.99)
     }
-    /// A tick of the window completed under a third of the median tick.
+    /// A tick of the window had a measured stall, or completed under a
+    /// third of the median tick.
     fn has_stall(&self) -> bool {
-        let mut c: Vec<u64> = self.ticks.iter().map(|t| t.count()).collect();
+        let mut c: Vec<u64> = self.ticks.iter().map(|(t, _)| t.count()).collect();
         c.sort_unstable();
-        c.len() >= 3 && c[0] * 3 < c[c.len() / 2]
+        self.longest_stall() > 0 || (c.len() >= 3 && c[0] * 3 < c[c.len() / 2])
     }
-    /// A stall's tail: P99 over 8 x P50 in a window holding a stall; the
-    /// guard holds instead of cutting (`TAIL_RATIO`).
+    fn longest_stall(&self) -> u64 {
+        self.ticks.iter().map(|&(_, s)| s).max().unwrap_or(0)
+    }
+    /// A stall's tail, where the guard holds instead of cutting: a window
+    /// holding a stall whose P99 is over 8 x P50 (`TAIL_RATIO`), or whose
+    /// longest stall S accounts for the tail (P99 <= 2 P50 + S and
+    /// 2 S >= P99 - P50).
     fn stall_tail(&self, min: u64) -> bool {
+        let s = self.longest_stall();
         match (self.percentile(min, 0.99), self.percentile(min, 0.5)) {
-            (Some(p99), Some(p50)) => p99 as f64 > 8.0 * p50 as f64 && self.has_stall(),
+            (Some(p99), Some(p50)) => {
+                self.has_stall()
+                    && (p99 as f64 > 8.0 * p50 as f64
+                        || (s > 0 && p99 <= 2 * p50 + s && 2 * s >= p99 - p50))
+            }
             _ => false,
         }
     }
     fn percentile(&self, min: u64, q: f64) -> Option<u64> {
         let mut all = HistogramSnapshot::new();
-        for t in &self.ticks {
+        for (t, _) in &self.ticks {
             all.merge(t);
         }
         (all.count() >= min.max(1)).then(|| all.percentile_ns(q))
@@ -311,7 +328,7 @@ proptest! {
                     if s.completions == 0 {
                         prop_assert_eq!(d, before, "an empty window changed the decision");
                     }
-                    guard.push(&s.latency, keep, min);
+                    guard.push(&s.latency, s.stalled, keep, min);
                     if guard.ticks.len() >= keep {
                         holding = false;
                     }

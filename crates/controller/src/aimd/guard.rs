@@ -29,9 +29,9 @@ pub(crate) struct Guard {
 #[derive(Clone, Debug)]
 pub(crate) struct GuardTick {
     hist: HistogramSnapshot,
-    /// Did the ring measure a device stall in it (see
-    /// `crate::StallDetector`)?
-    stalled: bool,
+    /// The device's stalled time the ring measured in it (see
+    /// `crate::StallDetector`; zero: none).
+    stalled: Duration,
 }
 
 impl Guard {
@@ -48,7 +48,7 @@ impl Guard {
         }
         self.ticks.push_back(GuardTick {
             hist: h.clone(),
-            stalled: !stalled.is_zero(),
+            stalled,
         });
         self.completions += h.count();
         while self.ticks.len() > keep.max(1) {
@@ -85,7 +85,18 @@ impl Guard {
     /// in one of its ticks (a gap between completions several times the
     /// usual), or a tick collapsed (see [`Guard::has_collapsed_tick`]).
     pub fn has_stall(&self) -> bool {
-        self.ticks.iter().any(|t| t.stalled) || self.has_collapsed_tick()
+        self.ticks.iter().any(|t| !t.stalled.is_zero()) || self.has_collapsed_tick()
+    }
+
+    /// The longest stalled time the ring measured in one tick of the
+    /// window (zero: none). A stall is one gap between completions, counted
+    /// in the tick where it ends, so one tick holds all of it.
+    pub fn longest_stall(&self) -> Duration {
+        self.ticks
+            .iter()
+            .map(|t| t.stalled)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Did some tick complete less than a third of the window's median

@@ -68,8 +68,37 @@ pub(crate) const CUT_RESPONSE: f64 = 0.9;
 /// so its P99/P50 stays small (this machine's virtio disk: 4-5.5 at depth
 /// 64-128 under fio; 10-19 in the windows of its stalls). Cutting the limit
 /// cannot shorten such a tail; the guard holds the limit (no climbing
-/// above it for `cap_ms`) instead.
+/// above it for `cap_ms`) instead. See [`is_stall_tail`] for the other
+/// way a window's tail is recognised as a stall's.
 pub(crate) const TAIL_RATIO: f64 = 8.0;
+
+/// Is a guard window's violating P99 the tail of a device stall rather than
+/// queueing at this ring's depth? The window must hold a stall
+/// (`has_stall`), and then either
+/// - its P99 is over [`TAIL_RATIO`] × its P50 (queueing never spreads the
+///   distribution that far), or
+/// - the longest stall the ring measured in it (`stall_ns`) accounts for
+///   the tail: an op the stall held completes at most its normal latency
+///   (taken as 2 × P50) plus the stall, so `P99 ≤ 2·P50 + stall`; and the
+///   stall is at least half of the tail's excess over the median, so a
+///   short stall does not excuse a window whose body has risen with the
+///   depth.
+///
+/// The second test covers deep limits on a slow body, where the ratio
+/// misses: on this machine's disk at limit 129 (P50 ≈ 1.3 ms) an 8.6 ms
+/// stall made a 10.1 ms P99, a ratio of 7.8, and the guard cut the limit
+/// for a tail no depth could shorten.
+fn is_stall_tail(p99: u64, p50: u64, stall_ns: u64, has_stall: bool) -> bool {
+    if !has_stall {
+        return false;
+    }
+    if p99 as f64 > TAIL_RATIO * p50 as f64 {
+        return true;
+    }
+    stall_ns > 0
+        && p99 <= p50.saturating_mul(2).saturating_add(stall_ns)
+        && stall_ns.saturating_mul(2) >= p99.saturating_sub(p50)
+}
 
 /// Weight of a new window in the measured noise (slower than `smoothing`:
 /// the noise level is a property of the device).
@@ -636,14 +665,16 @@ impl Aimd {
             return false;
         };
         let p50 = self.guard.percentile(min, 0.5).unwrap_or(p99);
-        if p99 as f64 > TAIL_RATIO * p50 as f64 && self.guard.has_stall() {
+        let stall = self.guard.longest_stall();
+        if is_stall_tail(p99, p50, stall.as_nanos() as u64, self.guard.has_stall()) {
             // A stall's tail, not queueing.
             self.hold_capped(format!(
-                "P99 {} µs > {} µs, but the P50 is {} µs and completions stalled: the \
-                 device's tail, not this ring's queueing; holding at {}",
+                "P99 {} µs > {} µs, but the P50 is {} µs and completions stalled (longest \
+                 {} µs): the device's tail, not this ring's queueing; holding at {}",
                 p99 / 1000,
                 threshold / 1000,
                 p50 / 1000,
+                stall.as_micros(),
                 self.limit
             ));
             return false;

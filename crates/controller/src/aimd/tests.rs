@@ -1035,18 +1035,27 @@ fn knee16(now_ms: u64, l: u32) -> Sample {
 /// that also delivers an eighth more ops at 15 ms (a stall's tail, over
 /// the 10 ms ceiling). Returns the driver and the limit before the pause.
 fn tail_after(pause: impl FnMut(u64, u32) -> Sample) -> (Driver, u32) {
+    tail_after_on(knee16, pause, 15_000_000)
+}
+
+/// [`tail_after`] on device `dev`, with the stall's tail at `late_ns`.
+fn tail_after_on(
+    dev: impl Fn(u64, u32) -> Sample + Copy,
+    pause: impl FnMut(u64, u32) -> Sample,
+    late_ns: u64,
+) -> (Driver, u32) {
     let late = |t, l: u32| {
-        let mut s = knee16(t, l);
+        let mut s = dev(t, l);
         let n = s.completions / 8;
-        s.latency.record_n(15_000_000, n);
+        s.latency.record_n(late_ns, n);
         s.completions += n;
         s
     };
     let mut d = Driver::new(no_reprobe(), limits());
-    d.until_settled(2000, knee16);
-    d.until(AimdPhase::Steady, 20, knee16);
+    d.until_settled(2000, dev);
+    d.until(AimdPhase::Steady, 20, dev);
     for _ in 0..10 {
-        d.step(knee16);
+        d.step(dev);
     }
     assert_eq!(d.c.phase(), AimdPhase::Steady, "{:?}", d.c.state());
     let before = d.c.current().in_flight_limit;
@@ -1104,6 +1113,72 @@ fn a_measured_stall_marks_the_tail_as_the_device_s_even_when_no_tick_collapsed()
     );
     let (d, _) = tail_after(paused(2, Duration::ZERO));
     assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+}
+
+/// A knee at 16 like [`knee16`], with a slow body: 1.4 ms per op.
+fn slow_knee16(now_ms: u64, l: u32) -> Sample {
+    device(now_ms, l, 16, 1400)
+}
+
+/// [`paused`] on [`slow_knee16`].
+fn slow_paused(share: u64, stalled: Duration) -> impl FnMut(u64, u32) -> Sample {
+    move |t, l: u32| {
+        let mut s = slow_knee16(t, l);
+        s.completions /= share;
+        s.latency = HistogramSnapshot::default();
+        s.latency.record_n(1_400_000, s.completions);
+        s.stalled = stalled;
+        s
+    }
+}
+
+#[test]
+fn a_stall_as_long_as_the_tail_holds_the_limit_even_when_the_tail_is_under_8x_the_median() {
+    // This machine's disk at limit 129: P50 ≈ 1.3 ms, and an 8.6 ms stall
+    // put the guard window's P99 at 10.1 ms, 7.8 × the P50: under
+    // TAIL_RATIO, so the ratio alone took it for queueing and cut. Here:
+    // P50 1.4 ms, a 9 ms stall (half a tick's completions lost, so no tick
+    // collapses), then an eighth of a tick's ops late at 10.5 ms (7.5 ×).
+    // The stall accounts for the tail: hold.
+    let stall_tail = |stalled_ms| {
+        tail_after_on(
+            slow_knee16,
+            slow_paused(2, Duration::from_millis(stalled_ms)),
+            10_500_000,
+        )
+    };
+    let (d, before) = stall_tail(9);
+    assert_eq!(d.c.current().in_flight_limit, before, "{:?}", d.c.state());
+    assert!(
+        d.c.state().reason.contains("device's tail"),
+        "{:?}",
+        d.c.state()
+    );
+    // A 3 ms stall cannot have made a 10.5 ms tail on a 1.4 ms body: the
+    // tail is this ring's queueing, and the guard cuts.
+    let (d, before) = stall_tail(3);
+    assert_eq!(d.c.phase(), AimdPhase::Backoff, "{:?}", d.c.state());
+    assert!(d.c.current().in_flight_limit < before);
+}
+
+#[test]
+fn the_stall_tail_rule_needs_a_stall_that_accounts_for_the_tail() {
+    let ms = 1_000_000;
+    // The ratio, with a stall in the window.
+    assert!(is_stall_tail(9 * ms, ms, 0, true));
+    assert!(!is_stall_tail(9 * ms, ms, 0, false));
+    // The stall's length: P99 ≤ 2·P50 + stall, and the stall at least
+    // half the excess over the P50.
+    assert!(is_stall_tail(10 * ms, 1_300_000, 8_600_000, true));
+    assert!(!is_stall_tail(10 * ms, 1_300_000, 3 * ms, true));
+    assert!(!is_stall_tail(10 * ms, 1_300_000, 8_600_000, false));
+    // Queueing 5× (P50 2 ms, P99 10 ms) needs a stall of P99 − 2·P50.
+    assert!(!is_stall_tail(10 * ms, 2 * ms, 5 * ms, true));
+    assert!(is_stall_tail(10 * ms, 2 * ms, 6 * ms, true));
+    // A body risen whole (P50 4 ms, P99 10 ms): a 2.5 ms stall covers
+    // P99 − 2·P50 (2 ms) but not half the excess over the P50 (3 ms).
+    assert!(!is_stall_tail(10 * ms, 4 * ms, 2_500_000, true));
+    assert!(is_stall_tail(10 * ms, 4 * ms, 3 * ms, true));
 }
 
 #[test]
