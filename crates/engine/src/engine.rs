@@ -671,8 +671,9 @@ impl Engine {
             return Err(BatchError::new(0, shutdown_error(), None, iter.collect()));
         };
         for (req, cb) in iter.by_ref() {
+            // The op stays where the request put it (see `submit_single`).
             let Request {
-                op,
+                mut op,
                 pre_error,
                 timeout,
                 conv,
@@ -694,10 +695,10 @@ impl Engine {
                     iter.collect(),
                 ));
             }
-            let (mut op, mut shortened) = (op, false);
-            if let Some(p) = &sh.fault_plan {
-                (op, shortened) = p.maybe_shorten(op);
-            }
+            let shortened = match &sh.fault_plan {
+                Some(p) => p.maybe_shorten_in_place(&mut op),
+                None => false,
+            };
             let make_cb = move || Callback::new(move |r, res| cb(conv(r, res)));
             let info = self.op_info(idx, &op, shortened);
             let make_ctl = |cb: Callback| {
@@ -717,6 +718,11 @@ impl Engine {
                 && !sh.has_faults();
             if lean {
                 guard.accept_lean(&mut op, make_cb, make_ctl);
+                // Taken (`Op::Nop` left in its place, which owns nothing:
+                // no drop glue per op), as in `submit`.
+                if matches!(op, auraio_ring::Op::Nop) {
+                    std::mem::forget(op);
+                }
                 continue;
             }
             let target = make_ctl(make_cb());
