@@ -116,6 +116,32 @@ impl Shared {
         self.fault.is_some() || self.fault_plan.is_some()
     }
 
+    /// Shortens `op` in place when the fault plan says so (tests only);
+    /// `false`, `op` untouched, without a plan (the normal case). In place:
+    /// the submit paths keep an op where its request put it.
+    #[inline(always)]
+    pub(crate) fn maybe_shorten(&self, op: &mut auraio_ring::Op) -> bool {
+        match &self.fault_plan {
+            Some(p) => p.maybe_shorten_in_place(op),
+            None => false,
+        }
+    }
+
+    /// May an op described by `info` take the lean path (see `crate::lean`)?
+    /// Only one that nothing else needs to observe: no per-op timeout, not
+    /// traced, not rewritten by a fault plan, no fault hook, no registered
+    /// buffer or file (counted per op for unregistering). (A caller that
+    /// hands out a handle has its own reason to say no.)
+    #[inline(always)]
+    pub(crate) fn lean_allowed(&self, info: &OpInfo, has_timeout: bool) -> bool {
+        !has_timeout
+            && !info.traced
+            && !info.shortened
+            && !info.fixed_buf
+            && !info.fixed_file
+            && !self.has_faults()
+    }
+
     /// The fault to apply to one completion (`None`: no fault injection
     /// configured, the normal case).
     pub(crate) fn fault_for(

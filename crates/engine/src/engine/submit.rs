@@ -14,6 +14,18 @@ use crate::shard::Work;
 
 use super::Engine;
 
+/// Drops what the lean path left of an op it was handed: the op was taken
+/// out (accepted or refused), and `Op::Nop`, left in its place, owns
+/// nothing, so it is forgotten and no drop glue runs per op.
+#[inline(always)]
+pub(super) fn release_taken(op: auraio_ring::Op) {
+    if matches!(op, auraio_ring::Op::Nop) {
+        std::mem::forget(op);
+    } else {
+        drop(op);
+    }
+}
+
 impl Engine {
     /// A new op's control block (for its handle or future) and its
     /// completion target (for the ring): the op's one `Target`, as the
@@ -83,10 +95,7 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let shortened = match &sh.fault_plan {
-            Some(p) => p.maybe_shorten_in_place(&mut op),
-            None => false,
-        };
+        let shortened = sh.maybe_shorten(&mut op);
         let (ctl, target) = make(self, idx, deliver(conv), &op, shortened);
         let submitted = match timeout {
             None => shard.submit_one(sh, op, target),
@@ -190,9 +199,7 @@ impl Engine {
     {
         // The lean path (see `crate::lean`): no control block, the
         // callback straight into the ring's callback table, for an op
-        // without a timeout that nothing else needs to observe: not traced,
-        // not rewritten by a fault plan, no fault hook, no registered
-        // buffer or file (counted per op for unregistering).
+        // nothing else needs to observe (`Shared::lean_allowed`).
         let Request {
             mut op,
             pre_error,
@@ -209,10 +216,7 @@ impl Engine {
         }
         let idx = self.pick();
         let shard = &sh.rings[idx];
-        let shortened = match &sh.fault_plan {
-            Some(p) => p.maybe_shorten_in_place(&mut op),
-            None => false,
-        };
+        let shortened = sh.maybe_shorten(&mut op);
         let info = self.op_info(idx, &op, shortened);
         let make_cb = move || Callback::new(move |r, res| cb(conv(r, res)));
         let make_ctl = |cb: Callback| {
@@ -221,22 +225,9 @@ impl Engine {
                 Deliver::Callback,
             )
         };
-        let lean = timeout.is_none()
-            && !info.traced
-            && !info.shortened
-            && !info.fixed_buf
-            && !info.fixed_file
-            && !sh.has_faults();
-        let submitted = if lean {
+        let submitted = if sh.lean_allowed(&info, timeout.is_some()) {
             let r = shard.submit_lean(sh, &mut op, make_cb, make_ctl);
-            // The op was taken out of `op` (accepted or refused, `Op::Nop`
-            // is left in its place: it owns nothing). Said here so no drop
-            // glue is called per op.
-            if matches!(op, auraio_ring::Op::Nop) {
-                std::mem::forget(op);
-            } else {
-                drop(op);
-            }
+            release_taken(op);
             r
         } else {
             let target = make_ctl(make_cb());

@@ -10,6 +10,7 @@ use crate::op_state::{Deliver, OpCtl, OpHandle, Target};
 use crate::request::{check_op, check_ring_limits, clone_error, fail_op, Request};
 use crate::shard::Shard;
 
+use super::submit::release_taken;
 use super::Engine;
 
 impl Engine {
@@ -60,10 +61,7 @@ impl Engine {
                     iter.collect(),
                 ));
             }
-            let shortened = match &sh.fault_plan {
-                Some(p) => p.maybe_shorten_in_place(&mut op),
-                None => false,
-            };
+            let shortened = sh.maybe_shorten(&mut op);
             let make_cb = move || Callback::new(move |r, res| cb(conv(r, res)));
             let info = self.op_info(idx, &op, shortened);
             let make_ctl = |cb: Callback| {
@@ -74,20 +72,9 @@ impl Engine {
             };
             // The lean path as in `submit` (see there), for ops nobody
             // gets a handle to.
-            let lean = handles.is_none()
-                && timeout.is_none()
-                && !info.traced
-                && !info.shortened
-                && !info.fixed_buf
-                && !info.fixed_file
-                && !sh.has_faults();
-            if lean {
+            if handles.is_none() && sh.lean_allowed(&info, timeout.is_some()) {
                 guard.accept_lean(&mut op, make_cb, make_ctl);
-                // Taken (`Op::Nop` left in its place, which owns nothing:
-                // no drop glue per op), as in `submit`.
-                if matches!(op, auraio_ring::Op::Nop) {
-                    std::mem::forget(op);
-                }
+                release_taken(op);
                 continue;
             }
             let target = make_ctl(make_cb());
