@@ -620,15 +620,15 @@ impl Runner {
         let now = self.gaps.stats();
         let g = now.since(&self.last_gaps);
         self.last_gaps = now;
-        let stalled = self.stall.observe(IntervalGaps {
+        let gaps = IntervalGaps {
             gaps: g.gaps,
             gap_ns: g.gap_ns,
             long_gaps: g.long_gaps,
             long_gap_ns: g.long_gap_ns,
-        });
-        self.stall.observe_latency(p50_ns);
-        self.gaps.set_long_ns(self.stall.long_gap_ns());
-        stalled
+        };
+        let interval = self.stall.interval(gaps, p50_ns);
+        self.gaps.set_long_ns(interval.next_long_gap_ns);
+        interval.stalled
     }
 
     fn enter(&mut self, t: &mut u64) {

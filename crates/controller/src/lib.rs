@@ -35,7 +35,8 @@ pub use meter::IoMeter;
 pub use replay::TraceReplay;
 pub use sample::{ControllerState, Decision, Sample};
 pub use stall::{
-    IntervalGaps, StallDetector, MIN_STALL_GAP_NS, STALL_GAP_FACTOR, STALL_LATENCY_FACTOR,
+    IntervalGaps, StallDetector, StallInterval, MIN_STALL_GAP_NS, STALL_GAP_FACTOR,
+    STALL_LATENCY_FACTOR,
 };
 pub use trace::{
     parse_trace, read_trace, IoRecord, TickRecord, Trace, TraceError, TraceHeader, TraceRecord,

@@ -52,6 +52,16 @@ pub struct IntervalGaps {
     pub long_gap_ns: u64,
 }
 
+/// What [`StallDetector::interval`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StallInterval {
+    /// The device's stalled time in the interval.
+    pub stalled: Duration,
+    /// Gaps longer than this (ns) are stalls in the next interval
+    /// (`u64::MAX`: none yet).
+    pub next_long_gap_ns: u64,
+}
+
 /// Turns gap counts into stalled time, and sets the threshold for the next
 /// interval. Pure: no clock.
 #[derive(Clone, Debug, Default)]
@@ -66,6 +76,24 @@ impl StallDetector {
     /// A detector with no threshold yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// One interval, as a ring's tick sees it: the stalled time of its
+    /// gaps `g`, after which the detector learns the interval's normal
+    /// gaps and its median op latency (`p50_ns`; 0 = no completions), and
+    /// the gap threshold for the next interval (to give the ring).
+    ///
+    /// The same as [`observe`](Self::observe), then
+    /// [`observe_latency`](Self::observe_latency), then
+    /// [`long_gap_ns`](Self::long_gap_ns): the engine's tick and the
+    /// simulator's both call this.
+    pub fn interval(&mut self, g: IntervalGaps, p50_ns: u64) -> StallInterval {
+        let stalled = self.observe(g);
+        self.observe_latency(p50_ns);
+        StallInterval {
+            stalled,
+            next_long_gap_ns: self.long_gap_ns(),
+        }
     }
 
     /// The stalled time of an interval with gaps `g`, and learns its
@@ -175,6 +203,28 @@ mod tests {
         });
         w.observe_latency(800_000);
         assert_eq!(w.long_gap_ns(), 2_100_000);
+    }
+
+    #[test]
+    fn interval_is_observe_then_the_latency_then_the_next_threshold() {
+        let g = IntervalGaps {
+            gaps: 16,
+            gap_ns: 15 * 600_000 + 5_000_000,
+            long_gaps: 1,
+            long_gap_ns: 5_000_000,
+        };
+        let mut d = StallDetector::new();
+        let i = d.interval(g, 1_000_000);
+        // 4.4 ms stalled; the threshold is the larger of 3 x 0.6 ms (the
+        // normal gap) and 2 x 1 ms (the median latency): both were learnt
+        // before the threshold was read.
+        assert_eq!(i.stalled, Duration::from_nanos(4_400_000));
+        assert_eq!(i.next_long_gap_ns, 2_000_000);
+        assert_eq!(i.next_long_gap_ns, d.long_gap_ns());
+        // An interval without completions teaches no latency.
+        let mut e = StallDetector::new();
+        let j = e.interval(g, 0);
+        assert_eq!(j.next_long_gap_ns, 1_800_000);
     }
 
     #[test]

@@ -103,15 +103,15 @@ impl Shard {
                 .sqes_submitted
                 .saturating_sub(core.last_stats.sqes_submitted);
             let g = rs.gaps.since(&core.last_stats.gaps);
-            let stalled = core.stall.observe(IntervalGaps {
+            let gaps = IntervalGaps {
                 gaps: g.gaps,
                 gap_ns: g.gap_ns,
                 long_gaps: g.long_gaps,
                 long_gap_ns: g.long_gap_ns,
-            });
-            core.stall.observe_latency(self.last_p50_ns.load(Relaxed));
-            let long = core.stall.long_gap_ns();
-            core.ring.set_long_gap_ns(long);
+            };
+            let interval = core.stall.interval(gaps, self.last_p50_ns.load(Relaxed));
+            core.ring.set_long_gap_ns(interval.next_long_gap_ns);
+            let stalled = interval.stalled;
             core.last_stats = rs;
             *lock(&self.ring_stats) = rs;
             (
