@@ -15,6 +15,26 @@
 
 use std::time::Duration;
 
+/// Phases in which a controller reports that it holds a limit it chose
+/// (AIMD's `settling`, `steady` and `converged`): the first tick in one
+/// is when the tuning first settled, which a late re-probe does not move.
+pub const HOLDING_PHASES: &[&str] = &["settling", "steady", "converged"];
+
+/// Is `phase` (a controller state's phase name) one of [`HOLDING_PHASES`]?
+pub fn is_holding_phase(phase: &str) -> bool {
+    HOLDING_PHASES.contains(&phase)
+}
+
+/// When the controllers first settled: the first tick by which every ring
+/// had reported a holding phase, and the limit (sum over rings) then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Time since the start of the run.
+    pub at: Duration,
+    /// In-flight limit (sum over rings) at that tick.
+    pub limit: u32,
+}
+
 /// Relative band around the final value.
 pub const BAND: f64 = 0.10;
 

@@ -47,6 +47,9 @@ pub struct DriverReport {
     /// Share of the run the device stood still with ops in flight, when
     /// known.
     pub stalled_share: Option<f64>,
+    /// When the controllers first settled (from the trace; `None`: never,
+    /// or no trace).
+    pub settled: Option<crate::converge::Settled>,
     /// Per-ring lines.
     pub ring_lines: Vec<RingLine>,
     /// A fine-grained timeline (e.g. the trace's 10 ms ticks); empty when the

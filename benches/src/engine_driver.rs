@@ -22,6 +22,7 @@ use auraio_controller::{read_trace, ControllerConfig, HistogramSnapshot, Latency
 use auraio_engine::{Engine, EngineStats, ReaperMode, Request};
 
 use crate::cli::RwMode;
+use crate::converge::{is_holding_phase, Settled};
 use crate::driver::{Driver, DriverReport, LiveStats};
 use crate::offsets::OffsetGen;
 use crate::summary::{LatencyStats, RingLine, TimelinePoint};
@@ -295,6 +296,7 @@ impl Driver for EngineDriver {
                     report.latency = lat_stats(&d.latency);
                     report.in_flight_mean = d.in_flight_mean;
                     report.stalled_share = d.stalled_share;
+                    report.settled = d.settled;
                 }
                 Err(e) => report.notes.push(format!(
                     "could not read back the trace {}: {e}",
@@ -362,6 +364,9 @@ pub struct TickDigest {
     /// samples' `stalled` over their intervals, all rings; `None` without
     /// ticks).
     pub stalled_share: Option<f64>,
+    /// When every ring's controller had first reported a holding phase
+    /// (see [`crate::converge::Settled`]).
+    pub settled: Option<Settled>,
 }
 
 /// Digests the trace's per-ring tick records: ticks of the same moment
@@ -390,8 +395,14 @@ pub fn digest_ticks(
     // ring -> (Σ in_flight_avg × interval, Σ interval), seconds
     let mut in_flight: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
     let (mut stalled, mut covered) = (Duration::ZERO, Duration::ZERO);
+    // ring -> the first tick it reported a holding phase at
+    let mut first_hold: BTreeMap<u32, Option<Duration>> = BTreeMap::new();
     for t in ticks {
         let s = &t.sample;
+        let hold = first_hold.entry(t.ring).or_default();
+        if hold.is_none() && is_holding_phase(&t.state.phase) {
+            *hold = Some(s.now);
+        }
         latency.merge(&s.latency);
         stalled += s.stalled;
         covered += s.interval;
@@ -453,12 +464,28 @@ pub fn digest_ticks(
     });
     let stalled_share =
         (!covered.is_zero()).then(|| (stalled.as_secs_f64() / covered.as_secs_f64()).min(1.0));
+    // Settled once the last ring did; never if one ring never did.
+    let settled_at = first_hold
+        .values()
+        .try_fold(None, |latest: Option<Duration>, t| {
+            t.map(|t| Some(latest.map_or(t, |l| l.max(t))))
+        })
+        .flatten();
+    let settled = settled_at.map(|at| Settled {
+        at,
+        limit: slot_limits
+            .iter()
+            .take_while(|&&(t, _)| t <= at)
+            .last()
+            .map_or(0, |&(_, l)| l),
+    });
     TickDigest {
         limit_series,
         timeline,
         latency,
         in_flight_mean,
         stalled_share,
+        settled,
     }
 }
 
@@ -633,9 +660,46 @@ mod tests {
     }
 
     #[test]
+    fn settled_is_when_the_last_ring_first_held_and_a_late_reprobe_does_not_move_it() {
+        let phase = |mut t: TickRecord, p: &str| {
+            t.state.phase = p.into();
+            t
+        };
+        let mut ticks = Vec::new();
+        for i in 1..=10u64 {
+            // Ring 0 settles at 30 ms (limit 64), re-probes at 80 ms; ring 1
+            // settles at 50 ms (limit 32).
+            let p0 = match i {
+                3..=7 => "steady",
+                _ => "probing",
+            };
+            let p1 = if i >= 5 { "settling" } else { "baseline" };
+            let l0 = if i >= 3 { 64 } else { 16 };
+            let l1 = if i >= 5 { 32 } else { 16 };
+            ticks.push(phase(tick(0, 10 * i, 10, l0, 100_000), p0));
+            ticks.push(phase(tick(1, 10 * i, 10, l1, 100_000), p1));
+        }
+        let d = digest_ticks(&ticks, Duration::from_millis(10), Duration::from_millis(50));
+        assert_eq!(
+            d.settled,
+            Some(Settled {
+                at: Duration::from_millis(50),
+                limit: 64 + 32,
+            })
+        );
+        // A ring that never holds: never settled.
+        let never: Vec<_> = ticks.iter().filter(|t| t.ring == 1).cloned().collect();
+        let mut never = never;
+        never.push(phase(tick(2, 100, 10, 8, 100_000), "fixed"));
+        let d = digest_ticks(&never, Duration::from_millis(10), Duration::from_millis(50));
+        assert_eq!(d.settled, None);
+    }
+
+    #[test]
     fn no_ticks_no_points() {
         let d = digest_ticks(&[], Duration::from_millis(10), Duration::from_millis(50));
         assert!(d.limit_series.is_empty() && d.timeline.is_empty() && d.latency.is_empty());
+        assert_eq!(d.settled, None);
         assert!(d.in_flight_mean.is_none() && d.stalled_share.is_none());
     }
 

@@ -191,7 +191,10 @@ fn finish_outputs(args: &Args, result: &RunResult, plot_path: &Path) -> anyhow::
         &title,
         &result.timeline,
         &result.limit_series,
-        result.converge,
+        plot::Marks {
+            converged: result.converge,
+            settled: result.settled.map(|s| s.at),
+        },
     ) {
         Ok(warning) => {
             if let Some(w) = warning {

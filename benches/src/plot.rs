@@ -47,15 +47,42 @@ pub fn ensure_font() -> Option<&'static Path> {
     .as_deref()
 }
 
+/// Moments marked on the plot with a dashed vertical line.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Marks {
+    /// The time to converge (see [`crate::converge`]).
+    pub converged: Option<Duration>,
+    /// When the controllers first settled (see
+    /// [`crate::converge::Settled`]); not drawn when it is the same moment
+    /// as `converged`.
+    pub settled: Option<Duration>,
+}
+
+impl Marks {
+    /// `(seconds, label)` of each mark to draw; a label lower on the chart
+    /// for the first so two close marks stay readable.
+    fn lines(&self) -> Vec<(f64, &'static str, f64)> {
+        let mut v = Vec::new();
+        if let Some(s) = self.settled.filter(|&s| Some(s) != self.converged) {
+            v.push((s.as_secs_f64(), "settled", 0.85));
+        }
+        if let Some(c) = self.converged {
+            v.push((c.as_secs_f64(), "converged", 0.95));
+        }
+        v.retain(|m| m.0.is_finite());
+        v
+    }
+}
+
 /// Draws the plot to `path` (`.svg` → SVG, anything else → PNG), with a
-/// dashed vertical line at the time to converge when known. Returns a
-/// warning to show when the plot had to be drawn without text.
+/// dashed vertical line at each of `marks`. Returns a warning to show when
+/// the plot had to be drawn without text.
 pub fn write_plot(
     path: &Path,
     title: &str,
     points: &[TimelinePoint],
     limits: &[(Duration, f64)],
-    converged: Option<Duration>,
+    marks: Marks,
 ) -> anyhow::Result<Option<String>> {
     let text = ensure_font().is_some();
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -71,7 +98,7 @@ pub fn write_plot(
             title,
             points,
             limits,
-            converged,
+            marks,
             text,
         )?;
     } else {
@@ -80,7 +107,7 @@ pub fn write_plot(
             title,
             points,
             limits,
-            converged,
+            marks,
             text,
         )?;
     }
@@ -99,7 +126,7 @@ pub fn draw<DB: DrawingBackend>(
     title: &str,
     points: &[TimelinePoint],
     limits: &[(Duration, f64)],
-    converged: Option<Duration>,
+    marks: Marks,
     text: bool,
 ) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
@@ -115,7 +142,7 @@ pub fn draw<DB: DrawingBackend>(
         .chain(limits.iter().map(|l| l.0.as_secs_f64()))
         .fold(0.0, f64::max)
         .max(0.001);
-    let mark = converged.map(|d| d.as_secs_f64());
+    let marks = marks.lines();
     // The limit at full resolution when given (it is a step function: a
     // short excursion matters for the time to converge).
     let limit: Vec<(f64, f64)> = if limits.is_empty() {
@@ -138,7 +165,7 @@ pub fn draw<DB: DrawingBackend>(
     panel(
         &panels[0],
         "in-flight limit",
-        mark,
+        &marks,
         &limit,
         t_max,
         BLUE,
@@ -148,7 +175,7 @@ pub fn draw<DB: DrawingBackend>(
     panel(
         &panels[1],
         "IOPS (thousands)",
-        mark,
+        &marks,
         &iops,
         t_max,
         RGBColor(0, 140, 60),
@@ -158,7 +185,7 @@ pub fn draw<DB: DrawingBackend>(
     panel(
         &panels[2],
         "P99 latency (ms)",
-        mark,
+        &marks,
         &p99,
         t_max,
         RED,
@@ -173,7 +200,7 @@ pub fn draw<DB: DrawingBackend>(
 fn panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     label: &str,
-    mark: Option<f64>,
+    marks: &[(f64, &'static str, f64)],
     data: &[(f64, f64)],
     t_max: f64,
     color: RGBColor,
@@ -198,8 +225,8 @@ fn panel<DB: DrawingBackend>(
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw().map_err(err)?;
-    if let Some(x) = mark.filter(|x| x.is_finite()) {
-        // Dashed marker: time to converge.
+    for &(x, name, at) in marks {
+        // Dashed marker: time to converge, first settled.
         let n = 40;
         let dashes = (0..n).step_by(2).map(|i| {
             let y0 = y_max * f64::from(i) / f64::from(n);
@@ -210,7 +237,7 @@ fn panel<DB: DrawingBackend>(
         if text && step {
             chart
                 .draw_series(std::iter::once(Text::new(
-                    "converged",
+                    name,
                     // Left of the line near the right edge, else right of it.
                     (
                         if x > 0.8 * t_max {
@@ -218,7 +245,7 @@ fn panel<DB: DrawingBackend>(
                         } else {
                             x + 0.005 * t_max
                         },
-                        y_max * 0.95,
+                        y_max * at,
                     ),
                     ("sans-serif", 14),
                 )))
@@ -266,7 +293,11 @@ mod tests {
     fn writes_png_and_svg() {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("a").join("plot.png");
-        write_plot(&png, "test", &points(), &[], Some(Duration::from_secs(5))).unwrap();
+        let marks = Marks {
+            converged: Some(Duration::from_secs(5)),
+            settled: Some(Duration::from_secs(2)),
+        };
+        write_plot(&png, "test", &points(), &[], marks).unwrap();
         let bytes = std::fs::read(&png).unwrap();
         assert_eq!(&bytes[1..4], b"PNG");
         let svg = dir.path().join("plot.SVG");
@@ -275,13 +306,38 @@ mod tests {
             "test",
             &points(),
             &[(Duration::ZERO, 4.0), (Duration::from_secs(11), 8.0)],
-            None,
+            Marks::default(),
         )
         .unwrap();
         let s = std::fs::read_to_string(&svg).unwrap();
         assert!(s.contains("<svg"), "{}", &s[..s.len().min(200)]);
         if ensure_font().is_some() {
             assert!(s.contains("in-flight limit"));
+            assert!(!s.contains("settled"), "no marks were asked for");
+        }
+    }
+
+    #[test]
+    fn marks_name_both_moments_but_one_line_when_they_coincide() {
+        let both = Marks {
+            converged: Some(Duration::from_millis(9_500)),
+            settled: Some(Duration::from_millis(1_800)),
+        };
+        let names: Vec<_> = both.lines().iter().map(|m| m.1).collect();
+        assert_eq!(names, ["settled", "converged"]);
+        assert_eq!(both.lines()[0].0, 1.8);
+        let same = Marks {
+            converged: Some(Duration::from_secs(2)),
+            settled: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(same.lines().len(), 1);
+        assert!(Marks::default().lines().is_empty());
+        let dir = tempfile::tempdir().unwrap();
+        let svg = dir.path().join("marks.svg");
+        write_plot(&svg, "marks", &points(), &[], both).unwrap();
+        let s = std::fs::read_to_string(&svg).unwrap();
+        if ensure_font().is_some() {
+            assert!(s.contains("settled") && s.contains("converged"));
         }
     }
 
@@ -295,7 +351,10 @@ mod tests {
                 "no text",
                 &points(),
                 &[],
-                Some(Duration::from_secs(1)),
+                Marks {
+                    converged: Some(Duration::from_secs(1)),
+                    settled: None,
+                },
                 false,
             )
             .unwrap();
@@ -307,7 +366,10 @@ mod tests {
             "empty",
             &[],
             &[],
-            Some(Duration::ZERO),
+            Marks {
+                converged: Some(Duration::ZERO),
+                settled: Some(Duration::ZERO),
+            },
         )
         .unwrap();
     }

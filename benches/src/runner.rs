@@ -90,6 +90,7 @@ pub fn run(
     result.final_batch = report.final_batch;
     result.in_flight_mean = report.in_flight_mean;
     result.stalled_share = report.stalled_share;
+    result.settled = report.settled;
     result.ring_lines = report.ring_lines;
     result.timeline = if report.timeline.is_empty() {
         timeline

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::cli::RwMode;
+use crate::converge::Settled;
 
 /// Latency distribution of a run (nanoseconds).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -111,6 +112,9 @@ pub struct RunResult {
     pub stalled_share: Option<f64>,
     /// Time to converge (see [`crate::converge`]).
     pub converge: Option<Duration>,
+    /// When the controllers first settled (a holding phase on every ring;
+    /// see [`crate::converge::Settled`]).
+    pub settled: Option<Settled>,
     /// Per-ring lines.
     pub ring_lines: Vec<RingLine>,
     /// Limit/IOPS/P99 over time.
@@ -148,6 +152,10 @@ pub struct JsonSummary {
     pub stalled_share: Option<f64>,
     /// Time to converge, ms (null when unknown).
     pub converge_ms: Option<u64>,
+    /// When the controllers first settled, ms (null: never, or unknown)…
+    pub settled_ms: Option<u64>,
+    /// …and the in-flight limit (sum over rings) then.
+    pub settled_limit: Option<u32>,
     /// Controller spec.
     pub controller: String,
     /// I/O pattern.
@@ -190,6 +198,8 @@ impl RunResult {
             in_flight_mean: self.in_flight_mean,
             stalled_share: self.stalled_share,
             converge_ms: self.converge.map(|d| d.as_millis() as u64),
+            settled_ms: self.settled.map(|s| s.at.as_millis() as u64),
+            settled_limit: self.settled.map(|s| s.limit),
             controller: self.controller.clone(),
             rw: self.rw,
             bs: self.bs,
@@ -266,6 +276,14 @@ impl RunResult {
             "  controller: final in-flight limit={}, batch={}{mean}{stalled}, time to converge={} (held limit within ±10% of its final value from then on; trial legs < 100 ms not counted)",
             self.final_limit, self.final_batch, conv
         );
+        if let Some(s) = self.settled {
+            let _ = writeln!(
+                o,
+                "    first settled at {:.2} s, at limit {} (a later re-probe may move the final limit and with it the time to converge)",
+                s.at.as_secs_f64(),
+                s.limit
+            );
+        }
         for r in &self.ring_lines {
             let _ = writeln!(
                 o,
@@ -364,6 +382,10 @@ mod tests {
             in_flight_mean: Some(52.4),
             stalled_share: Some(0.056),
             converge: Some(Duration::from_millis(1234)),
+            settled: Some(Settled {
+                at: Duration::from_millis(870),
+                limit: 60,
+            }),
             ring_lines: vec![RingLine {
                 ring: 0,
                 ops: 200_000,
@@ -414,6 +436,8 @@ mod tests {
         assert_eq!(v["lat_ns"]["p99"], 1_020_000);
         assert_eq!(v["final_in_flight_limit"], 64);
         assert_eq!(v["converge_ms"], 1234);
+        assert_eq!(v["settled_ms"], 870);
+        assert_eq!(v["settled_limit"], 60);
         assert_eq!(v["in_flight_mean"].as_f64(), Some(52.4));
         assert_eq!(v["stalled_share"].as_f64(), Some(0.056));
         assert_eq!(v["controller"], "aimd");
