@@ -77,27 +77,8 @@ fn bench_engine(c: &mut Criterion) {
     let mut g = c.benchmark_group("nop");
     for batch in BATCHES {
         g.throughput(Throughput::Elements(u64::from(batch)));
-        // One ring, the limit far above the batch so it never holds ops
-        // back, and the batch threshold pinned to the raw loop's batch: a
-        // pinned batch is taken as asked (the first NOP of a round is not
-        // sent ahead alone), so a round is one `io_uring_enter`, as in the
-        // raw loop.
-        let engine = Engine::builder()
-            .rings(1)
-            .queue_depth(256)
-            .controller(ControllerConfig::Fixed {
-                in_flight: 256,
-                batch,
-            })
-            .batch_threshold(Some(batch))
-            .reaper(ReaperMode::Never)
-            .build();
-        let engine = match engine {
-            Ok(e) => e,
-            Err(e) => {
-                eprintln!("engine unavailable here ({e}): skipping the engine NOP bench");
-                return;
-            }
+        let Some(engine) = nop_engine(batch) else {
+            return;
         };
         g.bench_with_input(BenchmarkId::new("engine", batch), &batch, |b, &n| {
             b.iter(|| engine_round(&engine, n))
@@ -127,8 +108,11 @@ fn engine_batch_round(engine: &Engine, batch: u32) {
     }
 }
 
-/// An engine as [`bench_engine`] builds it (one ring, limit 256, batch
-/// threshold pinned to `batch`), or `None` where none can be built.
+/// The engine every NOP bench uses, or `None` where none can be built: one
+/// ring, the limit far above the batch so it never holds ops back, and the
+/// batch threshold pinned to the raw loop's batch. A pinned batch is taken
+/// as asked (the first NOP of a round is not sent ahead alone), so a round
+/// is one `io_uring_enter`, as in the raw loop.
 fn nop_engine(batch: u32) -> Option<Engine> {
     let engine = Engine::builder()
         .rings(1)
@@ -234,11 +218,104 @@ fn cpu_mode(spec: &str) {
     );
 }
 
+/// The engine loops the ratio table compares with the raw loop.
+const ENGINE_KINDS: [&str; 2] = ["engine", "engine_batch"];
+
+/// Interleaved pairs per ratio…
+const RATIO_PAIRS: usize = 15;
+/// …each side running for about this long.
+const RATIO_SIDE: std::time::Duration = std::time::Duration::from_millis(40);
+
+/// Seconds `rounds` rounds of `kind` take.
+fn time_rounds(kind: &str, ring: &mut IoUring, engine: &Engine, batch: u32, rounds: u64) -> f64 {
+    let start = std::time::Instant::now();
+    for _ in 0..rounds {
+        match kind {
+            "raw" => raw_round(ring, batch),
+            "engine" => engine_round(engine, batch),
+            _ => engine_batch_round(engine, batch),
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
+/// Median and range of `v` (sorted in place; `v` is not empty).
+fn median_range(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The target's ratio, engine ÷ raw, from interleaved runs. criterion
+/// measures `raw_io_uring/B` and `engine/B` a minute apart, and on a
+/// shared machine the other jobs move a rate 5-30 % in that time; here
+/// each pair runs the raw loop and an engine loop back to back for
+/// ≈ 40 ms each (alternating which goes first), so a drift hits both
+/// sides of a pair alike. Printed after criterion's report.
+fn ratio_table() {
+    let Ok(mut ring) = IoUring::new(256) else {
+        eprintln!("io_uring unavailable here: no ratio table");
+        return;
+    };
+    println!(
+        "\nengine ÷ raw io-uring loop, same batch: {RATIO_PAIRS} interleaved pairs of ≈ {} ms a side",
+        RATIO_SIDE.as_millis()
+    );
+    println!("  (median ratio, range; M NOP/s are the medians of each side)");
+    for batch in BATCHES {
+        let Some(engine) = nop_engine(batch) else {
+            return;
+        };
+        // Rounds for ≈ RATIO_SIDE of the raw loop (after a warm-up).
+        let probe = 2_000;
+        time_rounds("raw", &mut ring, &engine, batch, probe);
+        let per_round = time_rounds("raw", &mut ring, &engine, batch, probe) / probe as f64;
+        let rounds = ((RATIO_SIDE.as_secs_f64() / per_round.max(1e-9)) as u64).max(100);
+        let nops = (rounds * u64::from(batch)) as f64;
+        for kind in ENGINE_KINDS {
+            time_rounds(kind, &mut ring, &engine, batch, rounds / 4);
+            let (mut ratios, mut raw_rates, mut eng_rates) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..RATIO_PAIRS {
+                let (raw, eng) = if i % 2 == 0 {
+                    let r = time_rounds("raw", &mut ring, &engine, batch, rounds);
+                    (r, time_rounds(kind, &mut ring, &engine, batch, rounds))
+                } else {
+                    let e = time_rounds(kind, &mut ring, &engine, batch, rounds);
+                    (time_rounds("raw", &mut ring, &engine, batch, rounds), e)
+                };
+                ratios.push(raw / eng);
+                raw_rates.push(nops / raw / 1e6);
+                eng_rates.push(nops / eng / 1e6);
+            }
+            let (m, lo, hi) = median_range(&mut ratios);
+            let (raw_m, ..) = median_range(&mut raw_rates);
+            let (eng_m, ..) = median_range(&mut eng_rates);
+            println!(
+                "  {:<12} batch {batch:>2}: {:5.1} %  ({:.1}-{:.1} %)   raw {raw_m:.2} vs {eng_m:.2} M NOP/s",
+                kind,
+                m * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            );
+        }
+    }
+}
+
 fn main() {
     if let Ok(spec) = std::env::var("AURAIO_NOP_CPU") {
         cpu_mode(&spec);
         return;
     }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    // `AURAIO_NOP_RATIO=only`: the ratio table alone; `=off`: criterion
+    // alone.
+    let ratio = std::env::var("AURAIO_NOP_RATIO").unwrap_or_default();
+    if ratio != "only" {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    // Only under `cargo bench` (cargo passes `--bench`; `cargo test` runs
+    // this binary without it, as a smoke test of each bench).
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    if (bench_mode || ratio == "only") && ratio != "off" {
+        ratio_table();
+    }
 }
