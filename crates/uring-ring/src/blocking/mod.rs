@@ -54,28 +54,57 @@
 //!   starts or runs after the caller closes its files. Workers own the
 //!   buffers of running ops, so even past that bound nothing is freed under
 //!   a syscall.
+//!
+//! # Layout
+//!
+//! The type, its construction and its accessors live here; its other
+//! methods are grouped by concern as in [`Ring`](crate::Ring)'s module:
+//!
+//! - `submit`: queuing ops (`submit`, `submit_linked`,
+//!   `submit_with_timeout`) and waking waiters (`notify`);
+//! - `admit`: checking an op and that slots are free for it;
+//! - `slot`: taking a slot for an op and its token, making its job;
+//! - `enter`: batching and the hand-off to the pool (`flush`);
+//! - `cancel`: `cancel` and cancelling everything for shutdown;
+//! - `wait`: handing out completions (`poll`, `wait`);
+//! - `reap`: moving finished ops into completions;
+//! - `shutdown`: draining for shutdown ([`DRAIN_TIMEOUT`]) and `Drop`;
+//! - `register`: emulated registered files and buffers;
+//! - `state`, `shared`, `exec`: the pool itself (its state, the lock and
+//!   threads around it, and running one op).
 
+mod admit;
+mod cancel;
+mod enter;
 mod exec;
+mod reap;
 mod register;
 mod shared;
+mod shutdown;
+mod slot;
 pub(crate) mod state;
+mod submit;
+mod wait;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 pub(crate) use shared::Shared;
 
-use crate::completion::{Completion, SubmitError, SubmitErrorKind};
+#[cfg(doc)]
+use crate::completion::Completion;
 use crate::config::{RingConfig, RingKind};
 use crate::gaps::CompletionGaps;
-use crate::op::{Fd, Op, OpKind};
+#[cfg(doc)]
+use crate::op::Fd;
+use crate::op::OpKind;
+#[cfg(doc)]
 use crate::ring::DRAIN_TIMEOUT;
 use crate::slots::{SlotId, SlotTable};
 use crate::stats::RingStats;
 use crate::waiter::Waiter;
-use state::{Done, Job, State, Target};
+use state::{Done, Job, State};
 
 /// Default cap on worker threads per ring (also bounded by the capacity).
 pub const MAX_WORKERS: u32 = 256;
@@ -304,440 +333,6 @@ impl<T> BlockingRing<T> {
     /// Nanoseconds since the ring was created (the clock latencies use).
     pub fn now_ns(&self) -> u64 {
         self.shared.now_ns()
-    }
-
-    // ----- submission -------------------------------------------------
-
-    /// Queues `op`; hands queued ops to the pool when
-    /// [`queued`](Self::queued) reaches the batch threshold. Refused (op and
-    /// token handed back) when no slot is free, the op is disabled or
-    /// malformed.
-    pub fn submit(&mut self, op: Op, token: T) -> Result<SlotId, SubmitError<T>> {
-        if let Err(kind) = self.check(&op, 1) {
-            return Err(SubmitError::new(kind, op, token));
-        }
-        let id = match self.take_slot(token) {
-            Ok(id) => id,
-            Err(token) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
-        };
-        let job = self.make_job(id, op, true, None);
-        self.pending.push(job);
-        self.after_push();
-        Ok(id)
-    }
-
-    /// Queues two linked ops: `second` starts only after `first` succeeded
-    /// fully (a short read or write counts as failure); otherwise `second`
-    /// completes with `-ECANCELED`. Both run on the same worker, in order.
-    pub fn submit_linked(
-        &mut self,
-        first: (Op, T),
-        second: (Op, T),
-    ) -> Result<(SlotId, SlotId), SubmitError<T>> {
-        let (op1, t1) = first;
-        let (op2, t2) = second;
-        let checked = self.check(&op1, 2).and_then(|()| self.check(&op2, 2));
-        if let Err(kind) = checked {
-            let mut e = SubmitError::new(kind, op1, t1);
-            e.second = Some((op2, t2));
-            return Err(e);
-        }
-        let (id1, id2) = match (self.take_slot(t1), ()) {
-            (Ok(id1), ()) => match self.take_slot(t2) {
-                Ok(id2) => (id1, id2),
-                Err(t2) => {
-                    let t1 = self.untake_slot(id1);
-                    let mut e = SubmitError::new(SubmitErrorKind::Full, op1, t1);
-                    e.second = Some((op2, t2));
-                    return Err(e);
-                }
-            },
-            (Err(t1), ()) => {
-                let mut e = SubmitError::new(SubmitErrorKind::Full, op1, t1);
-                e.second = Some((op2, t2));
-                return Err(e);
-            }
-        };
-        let mut j1 = self.make_job(id1, op1, true, None);
-        j1.link = Some(id2);
-        let j2 = self.make_job(id2, op2, false, None);
-        self.pending.push(j1);
-        self.pending.push(j2);
-        self.after_push();
-        Ok((id1, id2))
-    }
-
-    /// Queues `op` with a timeout: if it has not *started* after `timeout`
-    /// it completes with `-ECANCELED`. A syscall already running when the
-    /// timeout expires is not interrupted and completes with its result.
-    pub fn submit_with_timeout(
-        &mut self,
-        op: Op,
-        token: T,
-        timeout: Duration,
-    ) -> Result<SlotId, SubmitError<T>> {
-        let checked = self.check(&op, 1).and_then(|()| {
-            if self.supports(OpKind::LinkTimeout) {
-                Ok(())
-            } else {
-                Err(SubmitErrorKind::Unsupported(OpKind::LinkTimeout))
-            }
-        });
-        if let Err(kind) = checked {
-            return Err(SubmitError::new(kind, op, token));
-        }
-        let id = match self.take_slot(token) {
-            Ok(id) => id,
-            Err(token) => return Err(SubmitError::new(SubmitErrorKind::Full, op, token)),
-        };
-        let ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        let deadline = self.now_ns().saturating_add(ns);
-        let job = self.make_job(id, op, true, Some(deadline));
-        self.pending.push(job);
-        self.after_push();
-        Ok(id)
-    }
-
-    /// Cancels the op in `slot`. If it has not started it completes with
-    /// `-ECANCELED` (at once: the completion is ready for the next
-    /// `poll`); if its syscall is running it completes with its own result.
-    /// Either way exactly one completion. Cancelling twice is a no-op;
-    /// `NotFound` if the slot holds no op (already reaped, or stale).
-    pub fn cancel(&mut self, slot: SlotId) -> io::Result<()> {
-        if !self.supports(OpKind::AsyncCancel) {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "cancellation is disabled on this ring",
-            ));
-        }
-        if self.slots.get(slot).is_none() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{slot:?} has no operation in flight"),
-            ));
-        }
-        let now = self.now_ns();
-        if let Some(pos) = self.pending.iter().position(|j| j.id == slot) {
-            // Not handed off yet: complete it (and its link second) here.
-            let job = self.pending.remove(pos);
-            let second = job
-                .link
-                .and_then(|l| self.pending.iter().position(|j| j.id == l))
-                .map(|p| self.pending.remove(p));
-            let mut st = self.shared.lock();
-            st.finish_cancelled(job, now);
-            if let Some(s) = second {
-                st.finish_cancelled(s, now);
-            }
-            drop(st);
-            self.shared.signal_completion();
-            return Ok(());
-        }
-        let cancelled = self.shared.lock().cancel(slot, now);
-        if cancelled {
-            self.shared.signal_completion();
-        }
-        Ok(())
-    }
-
-    /// Wakes threads blocked in [`Waiter::wait`] (counts as one completion
-    /// for their `min` until the next reap). Never fails.
-    pub fn notify(&mut self) -> io::Result<()> {
-        self.shared.lock().notifies += 1;
-        self.shared.signal_completion();
-        Ok(())
-    }
-
-    /// Hands every queued op to the pool. Returns how many.
-    pub fn flush(&mut self) -> io::Result<u32> {
-        Ok(self.hand_off())
-    }
-
-    // ----- completion -------------------------------------------------
-
-    /// Non-blocking: hands queued ops off, then moves every finished op's
-    /// completion into `out` and returns how many.
-    pub fn poll(&mut self, out: &mut Vec<Completion<T>>) -> io::Result<usize> {
-        self.hand_off();
-        Ok(self.reap(None, out))
-    }
-
-    /// Hands queued ops off, then blocks until at least `min` completions
-    /// were moved into `out` or `timeout` passed (`None` = no timeout).
-    /// `min` is capped at what can still complete. A timeout is not an
-    /// error.
-    pub fn wait(
-        &mut self,
-        min: u32,
-        timeout: Option<Duration>,
-        out: &mut Vec<Completion<T>>,
-    ) -> io::Result<usize> {
-        if min == 0 || timeout == Some(Duration::ZERO) {
-            return self.poll(out);
-        }
-        self.hand_off();
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let mut got = self.reap(None, out) as u32;
-        loop {
-            let target = min.min(got + self.slots.len());
-            if got >= target {
-                break;
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            self.stats.enter_calls += 1;
-            got += self.reap(Some(deadline), out) as u32;
-        }
-        Ok(got as usize)
-    }
-
-    /// Cancels every op that has not started, waits for running ones and
-    /// reaps until each op in flight has produced its one completion (into
-    /// `out`). Gives up after [`DRAIN_TIMEOUT`] with `TimedOut` (a syscall
-    /// that never returns, e.g. a read from an idle pipe).
-    pub fn drain_for_shutdown(&mut self, out: &mut Vec<Completion<T>>) -> io::Result<()> {
-        self.drain_with_timeout(out, DRAIN_TIMEOUT)
-    }
-
-    /// [`drain_for_shutdown`](Self::drain_for_shutdown) with a custom bound.
-    pub fn drain_with_timeout(
-        &mut self,
-        out: &mut Vec<Completion<T>>,
-        timeout: Duration,
-    ) -> io::Result<()> {
-        let deadline = Instant::now() + timeout.min(Duration::from_secs(365 * 86_400));
-        self.cancel_everything();
-        loop {
-            self.reap(None, out);
-            if self.slots.len() == 0 {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{} ops still running after {:?}", self.slots.len(), timeout),
-                ));
-            }
-            let slice = (deadline - now).min(Duration::from_millis(50));
-            self.reap(Some(Some(now + slice)), out);
-        }
-    }
-
-    // ----- internals --------------------------------------------------
-
-    fn check(&self, op: &Op, slots: u32) -> Result<(), SubmitErrorKind> {
-        let kind = op.kind();
-        if !self.supports(kind) {
-            return Err(SubmitErrorKind::Unsupported(kind));
-        }
-        op.validate().map_err(SubmitErrorKind::InvalidInput)?;
-        if self.slots.available() < slots {
-            return Err(SubmitErrorKind::Full);
-        }
-        Ok(())
-    }
-
-    fn take_slot(&mut self, token: T) -> Result<SlotId, T> {
-        self.slots
-            .insert(Entry {
-                token,
-                submit_ns: u64::MAX,
-            })
-            .map_err(|e| e.token)
-    }
-
-    fn untake_slot(&mut self, id: SlotId) -> T {
-        match self.slots.remove(id) {
-            Some(e) => e.token,
-            // `id` was returned by `take_slot` just before; nothing else ran.
-            None => unreachable!("slot taken a moment ago vanished"),
-        }
-    }
-
-    /// Resolves registered files/buffers now, as the job will run later.
-    fn make_job(&mut self, id: SlotId, op: Op, queued: bool, deadline_ns: Option<u64>) -> Job {
-        let fd = match &op {
-            Op::Read { fd, .. }
-            | Op::Write { fd, .. }
-            | Op::Readv { fd, .. }
-            | Op::Writev { fd, .. }
-            | Op::Fsync { fd, .. }
-            | Op::Fallocate { fd, .. }
-            | Op::Ftruncate { fd, .. }
-            | Op::ReadFixed { fd, .. }
-            | Op::WriteFixed { fd, .. } => Some(*fd),
-            Op::Close { fd } => Some(*fd),
-            Op::Nop | Op::Statx { .. } | Op::OpenAt { .. } => None,
-        };
-        let closing = matches!(op, Op::Close { .. });
-        let target = match fd {
-            None => Target::Raw(-1),
-            Some(Fd::Raw(raw)) => Target::Raw(raw),
-            Some(Fd::Fixed(i)) => self.resolve_file(i, closing),
-        };
-        let pre = match &op {
-            Op::ReadFixed { buf, buf_index, .. } => {
-                self.check_fixed_buf(*buf_index, buf.stable_ptr() as usize, buf.bytes_total())
-            }
-            Op::WriteFixed { buf, buf_index, .. } => {
-                self.check_fixed_buf(*buf_index, buf.stable_ptr() as usize, buf.bytes_init())
-            }
-            _ => None,
-        };
-        Job {
-            id,
-            op,
-            target,
-            pre,
-            link: None,
-            queued,
-            deadline_ns,
-        }
-    }
-
-    fn after_push(&mut self) {
-        if self.pending.len() as u32 >= self.batch_threshold {
-            self.hand_off();
-        }
-    }
-
-    /// Hands every pending op to the pool in one go (one "enter") and wakes
-    /// or starts workers for them. Returns how many ops were handed off.
-    fn hand_off(&mut self) -> u32 {
-        if self.pending.is_empty() {
-            return 0;
-        }
-        let n = self.pending.len() as u32;
-        let now = self.now_ns();
-        let mut timers = false;
-        let (wake, spawn, start_timer) = {
-            let mut st = self.shared.lock();
-            for job in self.pending.drain(..) {
-                if let Some(e) = self.slots.get_mut(job.id) {
-                    e.submit_ns = now;
-                }
-                timers |= job.deadline_ns.is_some();
-                if let Err(job) = st.enqueue(job) {
-                    // Unreachable (the slot table hands out each index
-                    // once), but never lose an op: fail it.
-                    let id = job.id;
-                    let res = job.into_cancelled();
-                    st.complete(id, -libc::EAGAIN, res, now);
-                }
-            }
-            let (wake, spawn) = st.plan_workers();
-            let start_timer = timers && !st.timer_running;
-            if start_timer {
-                st.timer_running = true;
-            }
-            (wake, spawn, start_timer)
-        };
-        self.stats.enter_calls += 1;
-        self.stats.submit_calls += 1;
-        self.stats.sqes_submitted += u64::from(n);
-        self.gaps.on_handoff(now);
-        self.shared.wake_workers(wake);
-        if timers && !start_timer {
-            self.shared.wake_timer();
-        }
-        if start_timer && shared::spawn_timer(&self.shared).is_err() {
-            // Workers still drop ops whose deadline passed before they start.
-            self.shared.lock().timer_running = false;
-        }
-        let mut failed = 0;
-        for _ in 0..spawn {
-            if shared::spawn_worker(&self.shared).is_err() {
-                failed += 1;
-            }
-        }
-        if failed > 0 {
-            let mut st = self.shared.lock();
-            st.workers = st.workers.saturating_sub(failed);
-            st.starting = st.starting.saturating_sub(failed);
-            if st.workers == 0 {
-                // No thread to run anything: fail what is queued rather
-                // than leave it hanging.
-                while let Some(job) = st.pop_next() {
-                    let id = job.id;
-                    let res = job.into_cancelled();
-                    st.complete(id, -libc::EAGAIN, res, now);
-                }
-                drop(st);
-                self.shared.signal_completion();
-            }
-        }
-        n
-    }
-
-    /// Moves finished ops from the shared queue into `out`, freeing their
-    /// slots, after blocking for one until the deadline when `wait` is
-    /// `Some` (`Some(None)`: no deadline). Consumes pending notifies.
-    fn reap(&mut self, wait: Option<Option<Instant>>, out: &mut Vec<Completion<T>>) -> usize {
-        {
-            let mut st = self.shared.lock();
-            if let Some(deadline) = wait {
-                st = self.shared.wait_done(st, deadline);
-            }
-            st.notifies = 0;
-            std::mem::swap(&mut st.done, &mut self.reaped);
-        }
-        let mut n = 0;
-        let mut last_end = 0;
-        for d in self.reaped.drain(..) {
-            last_end = last_end.max(d.end_ns);
-            match self.slots.remove(d.id) {
-                Some(e) => {
-                    out.push(Completion {
-                        token: e.token,
-                        slot: d.id,
-                        result: d.result,
-                        resources: d.resources,
-                        latency_ns: d.end_ns.saturating_sub(e.submit_ns),
-                    });
-                    n += 1;
-                }
-                None => self.stats.stale_cqes += 1,
-            }
-        }
-        self.stats.completions += n as u64;
-        if n > 0 {
-            let busy = self.slots.len() as usize > self.pending.len();
-            self.gaps.on_reap(last_end, busy);
-        }
-        n
-    }
-
-    /// Cancels the ops not handed off and those not started.
-    fn cancel_everything(&mut self) {
-        let now = self.now_ns();
-        let mut st = self.shared.lock();
-        for job in self.pending.drain(..) {
-            st.finish_cancelled(job, now);
-        }
-        st.cancel_all(now);
-        drop(st);
-        self.shared.signal_completion();
-    }
-}
-
-impl<T> Drop for BlockingRing<T> {
-    fn drop(&mut self) {
-        let now = self.now_ns();
-        let mut st = self.shared.lock();
-        self.pending.clear();
-        st.cancel_all(now);
-        st.shutdown = true;
-        drop(st);
-        self.shared.wake_all();
-        // No syscall of ours may start or still run once the caller goes
-        // on to close its files.
-        let _ = self.shared.wait_idle(Instant::now() + DRAIN_TIMEOUT);
-        // Hand the finished ops' resources back (drop them) now rather than
-        // when the last worker thread lets go of the shared state.
-        let done = std::mem::take(&mut self.shared.lock().done);
-        drop(done);
     }
 }
 
