@@ -1,7 +1,10 @@
-//! The latency guard's window: the histograms of the last few non-empty
-//! ticks since the last backoff.
+//! The latency guard: its window (the histograms of the last few non-empty
+//! ticks since the last backoff) and its rule on every non-empty tick
+//! (cut the limit, hold it under a cap, or pass).
 
+use super::{Aimd, AimdPhase};
 use crate::histogram::{percentile_of, HistogramSnapshot, NUM_BUCKETS};
+use crate::sample::Sample;
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -117,5 +120,172 @@ impl Guard {
         self.ticks.clear();
         self.counts.clear();
         self.completions = 0;
+    }
+}
+
+/// A further cut needs the guard P99 below this share of the P99 that
+/// caused the last one (a ×0.8 cut of depth-driven latency lowers it ~20 %).
+pub(crate) const CUT_RESPONSE: f64 = 0.9;
+
+/// A guard window that holds a device stall (see `Guard::has_stall`) and
+/// whose P99 is more than this many times its P50 is the stall's tail, not
+/// queueing at this ring's depth: queueing delays the whole distribution,
+/// so its P99/P50 stays small (this machine's virtio disk: 4-5.5 at depth
+/// 64-128 under fio; 10-19 in the windows of its stalls). Cutting the limit
+/// cannot shorten such a tail; the guard holds the limit (no climbing
+/// above it for `cap_ms`) instead. See [`is_stall_tail`] for the other
+/// way a window's tail is recognised as a stall's.
+pub(crate) const TAIL_RATIO: f64 = 8.0;
+
+/// Is a guard window's violating P99 the tail of a device stall rather than
+/// queueing at this ring's depth? The window must hold a stall
+/// (`has_stall`), and then either
+/// - its P99 is over [`TAIL_RATIO`] × its P50 (queueing never spreads the
+///   distribution that far), or
+/// - the longest stall the ring measured in it (`stall_ns`) accounts for
+///   the tail: an op the stall held completes at most its normal latency
+///   (taken as 2 × P50) plus the stall, so `P99 ≤ 2·P50 + stall`; and the
+///   stall is at least half of the tail's excess over the median, so a
+///   short stall does not excuse a window whose body has risen with the
+///   depth.
+///
+/// The second test covers deep limits on a slow body, where the ratio
+/// misses: on this machine's disk at limit 129 (P50 ≈ 1.3 ms) an 8.6 ms
+/// stall made a 10.1 ms P99, a ratio of 7.8, and the guard cut the limit
+/// for a tail no depth could shorten.
+pub(super) fn is_stall_tail(p99: u64, p50: u64, stall_ns: u64, has_stall: bool) -> bool {
+    if !has_stall {
+        return false;
+    }
+    if p99 as f64 > TAIL_RATIO * p50 as f64 {
+        return true;
+    }
+    stall_ns > 0
+        && p99 <= p50.saturating_mul(2).saturating_add(stall_ns)
+        && stall_ns.saturating_mul(2) >= p99.saturating_sub(p50)
+}
+
+impl Aimd {
+    /// The latency guard on a non-empty tick: `true` when it backed off.
+    pub(super) fn guard_tick(&mut self, sample: &Sample) -> bool {
+        let threshold = self.latency_threshold_ns();
+        let min = self.cfg.min_window_completions.max(1);
+        self.guard.push(
+            &sample.latency,
+            sample.stalled,
+            self.cfg.guard_ticks as usize,
+            min,
+        );
+        if self.guard.ticks.len() >= self.cfg.guard_ticks as usize {
+            self.guard.after_cut = false;
+        }
+        self.guard_p99 = self.guard.p99(min);
+        // Queueing (our depth) slows the body of the distribution too; a
+        // device stall that holds every op in flight for a while only makes
+        // a tail, and cutting the limit cannot shorten it (the stalled
+        // share of ops is the same at any depth).
+        let body = (threshold as f64 / self.cfg.latency_guard_mult) as u64;
+        let queueing = self
+            .guard
+            .percentile(min, 0.95)
+            .is_some_and(|p95| p95 > body);
+        let judging = !self.guard.after_cut;
+        let Some(p99) = self
+            .guard_p99
+            .filter(|&p| p > threshold && queueing && judging)
+        else {
+            if judging && self.guard_p99.is_some() {
+                self.last_cut_p99 = None;
+            }
+            return false;
+        };
+        let p50 = self.guard.percentile(min, 0.5).unwrap_or(p99);
+        let stall = self.guard.longest_stall();
+        if is_stall_tail(p99, p50, stall.as_nanos() as u64, self.guard.has_stall()) {
+            // A stall's tail, not queueing.
+            self.hold_capped(format!(
+                "P99 {} µs > {} µs, but the P50 is {} µs and completions stalled (longest \
+                 {} µs): the device's tail, not this ring's queueing; holding at {}",
+                p99 / 1000,
+                threshold / 1000,
+                p50 / 1000,
+                stall.as_micros(),
+                self.limit
+            ));
+            return false;
+        }
+        if let Some(prev) = self
+            .last_cut_p99
+            .filter(|&prev| p99 as f64 >= prev as f64 * CUT_RESPONSE)
+        {
+            // The last cut did not bring the latency down: it is not
+            // queueing at this ring's depth (a slow device, a starved
+            // CPU). Cutting again would only lose throughput.
+            self.hold_capped(format!(
+                "P99 {} µs > {} µs, but it did not fall after the last cut ({} µs): not \
+                 this ring's queueing; holding at {}",
+                p99 / 1000,
+                threshold / 1000,
+                prev / 1000,
+                self.limit
+            ));
+            return false;
+        }
+        let why = if p99 > self.ceiling_ns {
+            "P99 above the ceiling"
+        } else {
+            "P99 above the baseline guard"
+        };
+        if self.limit > self.limits.min_in_flight {
+            self.last_cut_p99 = Some(p99);
+            self.backoff(p99, threshold, why);
+        } else {
+            self.reason = format!(
+                "{why} ({} µs > {} µs) but already at the minimum limit {}",
+                p99 / 1000,
+                threshold / 1000,
+                self.limit
+            );
+            self.pending = None;
+            self.pending_ticks = 0;
+        }
+        true
+    }
+
+    /// A violation that cutting the limit would not cure: hold the limit,
+    /// and let no probe climb above it for `cap_ms`.
+    fn hold_capped(&mut self, reason: String) {
+        self.cap = Some((self.limit, Duration::from_millis(self.cfg.cap_ms)));
+        self.reason = reason;
+    }
+
+    /// Multiplicative decrease on a latency violation (always strictly
+    /// lower unless at the minimum), then hold: no probe may go above the
+    /// new limit until the cap expires (`cap_ms` after the last cut), so a
+    /// binding ceiling costs one cut per re-probe, not a burst of them.
+    fn backoff(&mut self, p99: u64, threshold: u64, why: &str) {
+        let old = self.limit;
+        let cut = ((old as f64) * self.cfg.backoff_factor).floor() as u32;
+        self.set_limit(cut.min(old.saturating_sub(1)));
+        self.guard.clear();
+        self.guard.after_cut = true;
+        let cap = self.limit;
+        self.cap = Some((cap, Duration::from_millis(self.cfg.cap_ms)));
+        // After the cut: find where throughput stops growing below the
+        // cap (descend trials; none above the cap until it expires).
+        self.after_settle = if self.baseline_p99.is_none() {
+            AimdPhase::Baseline
+        } else {
+            AimdPhase::Probing
+        };
+        self.enter(
+            AimdPhase::Backoff,
+            format!(
+                "{why}: P99 {} µs > {} µs; limit {old} -> {} (cap {cap})",
+                p99 / 1000,
+                threshold / 1000,
+                self.limit
+            ),
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! spike, and the stall-tail rule (a device stall's tail is not queueing).
 
 use super::*;
+use crate::aimd::guard::is_stall_tail;
 use crate::histogram::HistogramSnapshot;
 
 #[test]
