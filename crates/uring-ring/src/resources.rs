@@ -154,8 +154,9 @@ impl Held {
 /// `b.set_init(n)`, catching a panic in it; `false` if it panicked.
 ///
 /// # Safety
-/// As for [`IoBufMut::set_init`]: the first `n` bytes of the buffer were
-/// written, and `n <= b.bytes_total()`.
+/// As for [`IoBufMut::set_init`](auraio_buffer_pool::IoBufMut::set_init):
+/// the first `n` bytes of the buffer were written, and
+/// `n <= b.bytes_total()`.
 unsafe fn set_init_guarded(b: &mut Box<dyn OwnedBuf>, n: usize) -> bool {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // SAFETY: the caller's guarantee, passed on unchanged.
