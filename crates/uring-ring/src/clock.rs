@@ -40,7 +40,7 @@ impl Clock {
     }
 
     /// The `Instant` clock only (tests compare both).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn monotonic() -> Self {
         Clock {
             ns_per_tick_q32: 0,
