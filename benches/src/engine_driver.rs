@@ -465,12 +465,11 @@ pub fn digest_ticks(
     let stalled_share =
         (!covered.is_zero()).then(|| (stalled.as_secs_f64() / covered.as_secs_f64()).min(1.0));
     // Settled once the last ring did; never if one ring never did.
-    let settled_at = first_hold
-        .values()
-        .try_fold(None, |latest: Option<Duration>, t| {
-            t.map(|t| Some(latest.map_or(t, |l| l.max(t))))
-        })
-        .flatten();
+    let settled_at = if first_hold.values().all(Option::is_some) {
+        first_hold.values().flatten().max().copied()
+    } else {
+        None
+    };
     let settled = settled_at.map(|at| Settled {
         at,
         limit: slot_limits
@@ -688,8 +687,7 @@ mod tests {
             })
         );
         // A ring that never holds: never settled.
-        let never: Vec<_> = ticks.iter().filter(|t| t.ring == 1).cloned().collect();
-        let mut never = never;
+        let mut never: Vec<_> = ticks.iter().filter(|t| t.ring == 1).cloned().collect();
         never.push(phase(tick(2, 100, 10, 8, 100_000), "fixed"));
         let d = digest_ticks(&never, Duration::from_millis(10), Duration::from_millis(50));
         assert_eq!(d.settled, None);

@@ -59,8 +59,9 @@ pub struct Marks {
 }
 
 impl Marks {
-    /// `(seconds, label)` of each mark to draw; a label lower on the chart
-    /// for the first so two close marks stay readable.
+    /// `(seconds, label, label height as a share of the chart)` of each
+    /// mark to draw: "settled" is labelled lower than "converged", so two
+    /// close marks stay readable.
     fn lines(&self) -> Vec<(f64, &'static str, f64)> {
         let mut v = Vec::new();
         if let Some(s) = self.settled.filter(|&s| Some(s) != self.converged) {
