@@ -15,14 +15,18 @@
 
 use std::time::Duration;
 
-/// Phases in which a controller reports that it holds a limit it chose
-/// (AIMD's `settling`, `steady` and `converged`): the first tick in one
-/// is when the tuning first settled, which a late re-probe does not move.
-pub const HOLDING_PHASES: &[&str] = &["settling", "steady", "converged"];
+use auraio_controller::AimdPhase;
 
-/// Is `phase` (a controller state's phase name) one of [`HOLDING_PHASES`]?
+/// Phases in which a controller reports that it holds a limit it chose
+/// (AIMD's settling, steady and converged): the first tick in one is when
+/// the tuning first settled, which a late re-probe does not move.
+pub const HOLDING_PHASES: [AimdPhase; 3] =
+    [AimdPhase::Settling, AimdPhase::Steady, AimdPhase::Converged];
+
+/// Is `phase` (a controller state's phase name, as traces record it) one
+/// of [`HOLDING_PHASES`]?
 pub fn is_holding_phase(phase: &str) -> bool {
-    HOLDING_PHASES.contains(&phase)
+    HOLDING_PHASES.iter().any(|p| p.as_str() == phase)
 }
 
 /// When the controllers first settled: the first tick by which every ring
