@@ -220,6 +220,8 @@ fn panel<DB: DrawingBackend>(
     if text {
         mesh.x_desc("time (s)")
             .y_desc(label)
+            .x_label_formatter(&tick_label)
+            .y_label_formatter(&tick_label)
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 16));
     } else {
@@ -275,9 +277,41 @@ fn panel<DB: DrawingBackend>(
     Ok(())
 }
 
+/// An axis tick's label: whole numbers without a trailing `.0` (a limit
+/// of 64, not 64.0), others with the fewest decimals (up to 3) that show
+/// them (0.5 s, 2.25 ms).
+fn tick_label(v: &f64) -> String {
+    let mut s = format!("{v:.3}");
+    if s.contains('.') {
+        s.truncate(s.trim_end_matches('0').trim_end_matches('.').len());
+    }
+    if s == "-0" {
+        s = "0".to_string();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tick_labels_drop_trailing_zeros() {
+        let cases = [
+            (0.0, "0"),
+            (-0.0, "0"),
+            (64.0, "64"),
+            (180.0, "180"),
+            (0.5, "0.5"),
+            (2.25, "2.25"),
+            (1.2346, "1.235"),
+            (10.0, "10"),
+            (100.0001, "100"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(tick_label(&v), want, "{v}");
+        }
+    }
 
     fn points() -> Vec<TimelinePoint> {
         (0..100)
