@@ -58,7 +58,7 @@ pub(crate) struct CbTable {
     /// set = free), taken in bulk by [`CbTable::alloc`].
     freed: Box<[AtomicU64]>,
     /// Tests: entries hidden from the allocator.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     hidden: Box<[AtomicU64]>,
 }
 
@@ -102,7 +102,7 @@ impl CbTable {
         let table = CbTable {
             entries,
             freed,
-            #[cfg(test)]
+            #[cfg(all(test, not(loom)))]
             hidden: (0..words).map(|_| AtomicU64::new(0)).collect(),
         };
         (table, CbAlloc { free })
@@ -163,7 +163,7 @@ impl CbTable {
         None
     }
 
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn refill(&self, alloc: &mut CbAlloc) {
         for (w, f) in self.freed.iter().enumerate() {
             alloc.free[w] |= f.swap(0, Acquire);
@@ -227,7 +227,7 @@ impl CbTable {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 impl CbTable {
     /// (free entries, all entries), after taking back what deliveries freed.
     pub(crate) fn free_entries(&self, alloc: &mut CbAlloc) -> (usize, usize) {

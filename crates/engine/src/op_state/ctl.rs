@@ -189,9 +189,10 @@ impl OpCtl {
     /// (no [`OpHandle`](super::OpHandle), no future), it goes to this thread's cache for the
     /// next [`new`](Self::new) instead of being freed. Nobody can observe a
     /// reused block as its old op: the old op had no other holder left.
-    pub(crate) fn recycle(mut this: Arc<Self>) {
+    pub(crate) fn recycle(this: Arc<Self>) {
         #[cfg(not(loom))]
         {
+            let mut this = this;
             // Unique? `Arc::get_mut` would answer with a locked
             // compare-exchange per op; the count alone is enough here, as
             // no `Weak<OpCtl>` ever exists and only a holder can clone.

@@ -125,7 +125,7 @@ impl Shard {
     }
 
     /// Tests: free entries of the callback table, and its size.
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn lean_entries(&self) -> (usize, usize) {
         let mut core = self.lock();
         self.cb_table.free_entries(&mut core.cb_alloc)
@@ -133,7 +133,7 @@ impl Shard {
 
     /// Tests: takes every free entry of the callback table (the lean path
     /// then falls back to control blocks) or gives them back (`false`).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn lean_exhaust(&self, exhaust: bool) {
         let mut core = self.lock();
         self.cb_table.exhaust_for_test(&mut core.cb_alloc, exhaust);
