@@ -6,10 +6,10 @@
 
 //! The types live here; the rest is split by concern:
 //!
-//! - `builtin`: the scenario catalogue ([`BUILTIN`], [`builtin`],
+//! - `builtin`: the scenario catalogue ([`BUILTIN`], [`builtin`](fn@builtin),
 //!   [`steady_on`], [`default_limits`]) and its criteria presets;
-//! - `sweep`: the Fixed sweep ([`sweep`], [`SweepPoint`], [`BestFixed`]);
-//! - `judge`: per-run metrics and the verdict ([`judge`], [`RunMetrics`],
+//! - `sweep`: the Fixed sweep ([`sweep`](fn@sweep), [`SweepPoint`], [`BestFixed`]);
+//! - `judge`: per-run metrics and the verdict ([`judge`](fn@judge), [`RunMetrics`],
 //!   [`SegmentMetrics`]).
 
 mod builtin;
