@@ -14,8 +14,8 @@
 //!   backoff, or `max_in_flight`) descends from where it is; so does the
 //!   probe that follows a backoff.
 //!
-//! A periodic re-probe (from STEADY/CONVERGED) moves the limit only on
-//! clear evidence: a trial that runs out of pairs with its mean within the
+//! A periodic re-probe (from STEADY/CONVERGED), and one the watch starts on
+//! a throughput rise, moves the limit only on clear evidence: a trial that runs out of pairs with its mean within the
 //! noise keeps the level the probe trusts (a climb's lower limit, a
 //! descent's upper one). A re-probe that moves nothing doubles the wait
 //! before the next one (up to [`MAX_REPROBE_BACKOFF`] × `reprobe_ms`).
@@ -34,8 +34,21 @@ use std::time::Duration;
 /// or latency; a material change is caught by the watch meanwhile).
 pub(super) const MAX_REPROBE_BACKOFF: u32 = 4;
 
-/// Where a periodic re-probe came from: (phase, limit, time in that phase).
-pub(super) type Origin = (AimdPhase, u32, Duration);
+/// Where a re-probe that moves only on clear evidence came from (a
+/// periodic one, or one started by a throughput rise): it returns there
+/// when it moves nothing.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Origin {
+    /// The phase it left (STEADY or CONVERGED).
+    pub(super) phase: AimdPhase,
+    /// The limit it left.
+    pub(super) limit: u32,
+    /// Time spent in that phase (its clock resumes on the return).
+    pub(super) elapsed: Duration,
+    /// Started by a throughput rise: on the return the watch takes a new
+    /// reference (the old one would call the same rise material again).
+    pub(super) rebase_watch: bool,
+}
 
 /// Which way a probe is going.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +64,8 @@ enum Direction {
 pub(super) struct Probe {
     trial: Trial,
     dir: Direction,
-    /// A periodic re-probe's origin: where it returns when it moves nothing.
+    /// A clear-evidence re-probe's origin: where it returns when it moves
+    /// nothing.
     origin: Option<Origin>,
     /// The limit the probe started from (for the reasons).
     from: u32,
@@ -233,7 +247,13 @@ impl Aimd {
         let base = Duration::from_millis(self.cfg.reprobe_ms).max(self.probe_elapsed * 2);
         let last_wait = std::mem::replace(&mut self.reprobe_every, base);
         self.set_limit(limit);
-        if let Some((ph, l0, el)) = origin {
+        if let Some(Origin {
+            phase: ph,
+            limit: l0,
+            elapsed: el,
+            rebase_watch,
+        }) = origin
+        {
             if self.limit == l0 {
                 let most = Duration::from_millis(self.cfg.reprobe_ms) * MAX_REPROBE_BACKOFF;
                 self.reprobe_every = (last_wait * 2).min(most).max(base);
@@ -244,6 +264,14 @@ impl Aimd {
                 self.enter_keeping_watch(ph, why);
                 self.phase_elapsed = el;
                 self.windows_in_phase = self.windows_in_phase.max(self.cfg.change_windows);
+                if rebase_watch {
+                    // The device is faster at the same limit: that is the
+                    // new normal the watch compares with (taken from the
+                    // next window).
+                    self.reference = None;
+                    self.up_count = 0;
+                    self.down_count = 0;
+                }
                 return;
             }
         }
@@ -300,7 +328,8 @@ impl Aimd {
             return;
         };
         if origin.is_some() && evidence == Evidence::OnAverage {
-            // A periodic re-probe asks whether the device changed; a trial
+            // A periodic re-probe asks whether the device changed (one after
+            // a rise, whether the change calls for another limit); a trial
             // that cannot tell its two limits apart says it did not. Moving
             // on the mean's guess would only walk the limit along a plateau
             // (up a climb's step, or down a descent's), paying latency or

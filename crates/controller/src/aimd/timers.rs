@@ -1,6 +1,7 @@
 //! Phase timers: settling, convergence, the cap's expiry and the
 //! periodic re-probe.
 
+use super::probe::Origin;
 use super::{Aimd, AimdPhase};
 use crate::sample::Sample;
 use std::time::Duration;
@@ -54,7 +55,12 @@ impl Aimd {
         if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
             self.hold_elapsed += interval;
             if self.cfg.reprobe_ms > 0 && self.hold_elapsed >= self.reprobe_every {
-                let origin = (self.phase, self.limit, self.phase_elapsed);
+                let origin = Origin {
+                    phase: self.phase,
+                    limit: self.limit,
+                    elapsed: self.phase_elapsed,
+                    rebase_watch: false,
+                };
                 let why = format!(
                     "periodic re-probe from {} at {} after {} ms",
                     self.phase.as_str(),

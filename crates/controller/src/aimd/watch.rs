@@ -2,6 +2,7 @@
 //! against a reference, the device's measured noise, and a re-probe on a
 //! material change.
 
+use super::probe::Origin;
 use super::{Aimd, AimdPhase};
 use crate::sample::Sample;
 
@@ -116,6 +117,7 @@ impl Aimd {
         };
         self.up_count = if rose { self.up_count + 1 } else { 0 };
         let n = self.cfg.change_windows.max(1);
+        let risen = self.down_count < n && self.up_count >= n;
         let what = if self.down_count >= n {
             if fell {
                 format!(
@@ -138,9 +140,23 @@ impl Aimd {
         };
         // The device changed: the trials find out where the knee went
         // (they compare depths, so the change itself does not mislead them).
+        // After a rise the limit still delivers what it did: that re-probe
+        // moves it only on clear evidence, as a periodic one does, and
+        // comes back with a new reference when nothing pays. (Moving on
+        // the trials' means walked the limit 108 → 61 on this machine's
+        // disk, whose throughput at a fixed depth swings 60–100k from one
+        // 100 ms to the next: every trial ended within its noise.) A fall
+        // or a slower body decides on the means: the old limit may now be
+        // far past the knee.
+        let origin = risen.then_some(Origin {
+            phase: self.phase,
+            limit: self.limit,
+            elapsed: self.phase_elapsed,
+            rebase_watch: true,
+        });
         self.start_probe(
             self.cfg.reprobe_step + 1.0,
-            None,
+            origin,
             false,
             format!("{what}; re-probing"),
         );
