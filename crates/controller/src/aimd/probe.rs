@@ -87,6 +87,17 @@ impl Probe {
 }
 
 impl Aimd {
+    /// The current phase, limit and time in the phase, as a re-probe's
+    /// [`Origin`].
+    pub(super) fn origin_here(&self, rebase_watch: bool) -> Origin {
+        Origin {
+            phase: self.phase,
+            limit: self.limit,
+            elapsed: self.phase_elapsed,
+            rebase_watch,
+        }
+    }
+
     /// The highest limit a probe may try now.
     fn top(&self) -> u32 {
         let cap = self.cap().unwrap_or(u32::MAX);

@@ -1,7 +1,6 @@
 //! Phase timers: settling, convergence, the cap's expiry and the
 //! periodic re-probe.
 
-use super::probe::Origin;
 use super::{Aimd, AimdPhase};
 use crate::sample::Sample;
 use std::time::Duration;
@@ -55,12 +54,7 @@ impl Aimd {
         if matches!(self.phase, AimdPhase::Steady | AimdPhase::Converged) {
             self.hold_elapsed += interval;
             if self.cfg.reprobe_ms > 0 && self.hold_elapsed >= self.reprobe_every {
-                let origin = Origin {
-                    phase: self.phase,
-                    limit: self.limit,
-                    elapsed: self.phase_elapsed,
-                    rebase_watch: false,
-                };
+                let origin = self.origin_here(false);
                 let why = format!(
                     "periodic re-probe from {} at {} after {} ms",
                     self.phase.as_str(),

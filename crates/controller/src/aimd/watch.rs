@@ -2,7 +2,6 @@
 //! against a reference, the device's measured noise, and a re-probe on a
 //! material change.
 
-use super::probe::Origin;
 use super::{Aimd, AimdPhase};
 use crate::sample::Sample;
 
@@ -148,12 +147,7 @@ impl Aimd {
         // 100 ms to the next: every trial ended within its noise.) A fall
         // or a slower body decides on the means: the old limit may now be
         // far past the knee.
-        let origin = risen.then_some(Origin {
-            phase: self.phase,
-            limit: self.limit,
-            elapsed: self.phase_elapsed,
-            rebase_watch: true,
-        });
+        let origin = risen.then(|| self.origin_here(true));
         self.start_probe(
             self.cfg.reprobe_step + 1.0,
             origin,
