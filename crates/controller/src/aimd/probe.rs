@@ -15,9 +15,9 @@
 //!   probe that follows a backoff.
 //!
 //! A periodic re-probe (from STEADY/CONVERGED), and one the watch starts on
-//! a throughput rise, moves the limit only on clear evidence: a trial that runs out of pairs with its mean within the
-//! noise keeps the level the probe trusts (a climb's lower limit, a
-//! descent's upper one). A re-probe that moves nothing doubles the wait
+//! a throughput rise, moves the limit only on clear evidence: a trial that
+//! runs out of pairs with its mean within the noise keeps the level the
+//! probe trusts (a climb's lower limit, a descent's upper one). A re-probe that moves nothing doubles the wait
 //! before the next one (up to [`MAX_REPROBE_BACKOFF`] × `reprobe_ms`).
 //!
 //! Big steps first, because a trial's cost grows as its step shrinks: it
