@@ -61,7 +61,7 @@ fn trace_has_header_ticks_and_sampled_ios() {
         .trace_note("test")
         .build()
         .unwrap();
-    for round in 0..5 {
+    for _ in 0..5 {
         for i in 0..20 {
             e.read(&f, Vec::with_capacity(1024), (i * 1024) as u64, |r, _| {
                 r.unwrap();
@@ -69,7 +69,6 @@ fn trace_has_header_ticks_and_sampled_ios() {
             .unwrap();
         }
         e.run_until_idle().unwrap();
-        let _ = round;
         std::thread::sleep(Duration::from_millis(15));
     }
     drop(e);
