@@ -17,6 +17,8 @@
 //! seed: the same seed gives the same run.
 
 mod actions;
+mod events;
+mod record;
 mod result;
 mod run;
 mod spec;

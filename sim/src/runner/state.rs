@@ -4,9 +4,10 @@
 
 use auraio_controller::{Controller, IoMeter, StallDetector};
 use auraio_ring::{CompletionGaps, GapStats};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::spec::{HostParams, Workload};
+use super::spec::{HostParams, RunSpec, Workload};
 use crate::device::{DevOp, Device};
 use crate::sched::Sched;
 
@@ -51,4 +52,52 @@ pub(super) enum HostState {
     Idle,
     WakePending,
     Busy,
+}
+
+/// Random stream `n` of the run's seed: the device, the stalls, the
+/// application and the neighbour each draw from their own.
+fn stream(seed: u64, n: u64) -> ChaCha8Rng {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    r.set_stream(n);
+    r
+}
+
+impl Runner {
+    /// A ring at rest in front of the spec's device, driven by `ctrl`
+    /// (its first decision in force).
+    pub(super) fn new(spec: &RunSpec, ctrl: Box<dyn Controller>) -> Runner {
+        let first = ctrl.current();
+        Runner {
+            sched: Sched::new(),
+            device: Device::new(&spec.device),
+            meter: IoMeter::new(),
+            gaps: CompletionGaps::new(),
+            last_gaps: GapStats::default(),
+            stall: StallDetector::new(),
+            ctrl,
+            rng_dev: stream(spec.seed, 1),
+            rng_stall: stream(spec.seed, 2),
+            rng_app: stream(spec.seed, 3),
+            rng_nb: stream(spec.seed, 4),
+            workload: spec.workload,
+            host: spec.host,
+            limit: first.in_flight_limit.max(1),
+            batch: first.batch_threshold.max(1),
+            in_flight: 0,
+            backlog: 0,
+            queued: Vec::new(),
+            cq: Vec::new(),
+            push_t: Vec::new(),
+            free_slots: Vec::new(),
+            host_state: HostState::Idle,
+            app_flush_armed: false,
+            nb_rate: 0.0,
+            nb_scheduled: false,
+            nominal_iops: spec.device.nominal_peak_iops(),
+            next_nb_id: 0,
+            enter_calls: 0,
+            sqes: 0,
+            completions: 0,
+        }
+    }
 }
