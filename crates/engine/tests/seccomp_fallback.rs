@@ -2,7 +2,7 @@
 //! with a seccomp filter (as Docker's default profile does); then a
 //! zero-config `Engine::new()` must come up on the blocking backend, say so
 //! in its stats, and run a verified workload through both faces, and the
-//! mixed stress workload (`common/mixed.rs`: reads and writes from several
+//! mixed stress workload (`common/mixed/`: reads and writes from several
 //! threads, cancels, timeouts, dropped futures, shutdown mid-stream, file
 //! contents verified) on an `Auto` engine that fell back.
 

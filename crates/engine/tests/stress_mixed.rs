@@ -4,7 +4,7 @@
 //! the tick thread retunes (AIMD at a 2 ms tick, plus limits changed by
 //! hand); the engine is shut down mid-stream. Counts and asserts exactly-once
 //! completion, buffer return and the file's contents (see
-//! `common/mixed.rs`).
+//! `common/mixed/`).
 //!
 //! CI size by default (a few seconds in debug). `AURAIO_SOAK=1` turns each
 //! test into a soak of `AURAIO_SOAK_SECS` seconds (default 60), e.g.
