@@ -18,6 +18,13 @@ use crate::sched::Ev;
 pub const APP_FLUSH_NS: u64 = 5_000;
 
 impl Runner {
+    /// Tells the meter how many ops wait in the backlog (saturated to
+    /// `u32`, the sample's width).
+    pub(super) fn report_backlog(&mut self) {
+        self.meter
+            .set_backlog(self.backlog.min(u64::from(u32::MAX)) as u32);
+    }
+
     pub(super) fn exp_gap(&mut self, rate: f64, neighbour: bool) -> u64 {
         let rng = if neighbour {
             &mut self.rng_nb
@@ -43,8 +50,7 @@ impl Runner {
     pub(super) fn app_submit(&mut self) {
         if self.in_flight >= self.limit || self.backlog > 0 {
             self.backlog += 1;
-            self.meter
-                .set_backlog(self.backlog.min(u64::from(u32::MAX)) as u32);
+            self.report_backlog();
             return;
         }
         let mut t = self.sched.now();
@@ -117,8 +123,7 @@ impl Runner {
         if !self.queued.is_empty() {
             self.enter(&mut t);
         }
-        self.meter
-            .set_backlog(self.backlog.min(u64::from(u32::MAX)) as u32);
+        self.report_backlog();
         self.host_state = HostState::Busy;
         self.sched.push(t.max(now), Ev::HostDone);
     }

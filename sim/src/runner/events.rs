@@ -42,8 +42,7 @@ impl Runner {
     /// effect at once. Returns the sample.
     pub(super) fn on_tick(&mut self) -> Sample {
         let now = self.sched.now();
-        self.meter
-            .set_backlog(self.backlog.min(u64::from(u32::MAX)) as u32);
+        self.report_backlog();
         let mut sample = self
             .meter
             .take_sample(Duration::from_nanos(now), self.in_flight);
